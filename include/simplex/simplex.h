@@ -1,0 +1,10 @@
+/*
+ * libsimplex: the umbrella header. Include this one; it pulls in the
+ * per-layer headers.
+ */
+#ifndef SIMPLEX_SIMPLEX_H
+#define SIMPLEX_SIMPLEX_H
+
+#include "simplex/common.h"
+
+#endif /* SIMPLEX_SIMPLEX_H */
