@@ -33,8 +33,9 @@
 #define SX_AES_TAG_BYTES 16
 #define SX_CB_AUTH_BYTES 80    /* cbAuthenticate output: tag + sha512 */
 #define SX_PAD_MAX_MSG 65533   /* largest message pad() accepts (2^16 - 3) */
-/* Largest SubjectPublicKeyInfo / PKCS#8 DER any supported key produces. */
-#define SX_KEY_DER_MAX 72
+/* Largest SubjectPublicKeyInfo / PKCS#8 DER any supported key produces
+ * (the Ed448 PKCS#8: 16-byte header + 57-byte key). */
+#define SX_KEY_DER_MAX 73
 
 /* Seeds libsodium and checks OpenSSL; called by simplex_global_init(). */
 int sx_crypto_init(void);

@@ -120,7 +120,14 @@ static int decode(sx_key_alg *alg, uint8_t *raw, size_t *raw_len,
             *raw_len = f->raw_len;
         return SIMPLEX_OK;
     }
-    return n == 0 ? SIMPLEX_ERR_TRUNCATED : SIMPLEX_ERR_KEY;
+    /* a proper prefix of a known header is a key cut short as well */
+    for (size_t i = 0; i < SX_ARRAY_LEN(forms); i++) {
+        const uint8_t *hdr = priv ? forms[i].pkcs8 : forms[i].spki;
+        size_t hl = priv ? sizeof forms[i].pkcs8 : sizeof forms[i].spki;
+        if (n < hl && (n == 0 || memcmp(der, hdr, n) == 0))
+            return SIMPLEX_ERR_TRUNCATED;
+    }
+    return SIMPLEX_ERR_KEY;
 }
 
 int sx_key_public_decode(sx_key_alg *alg, uint8_t *raw, size_t *raw_len,
