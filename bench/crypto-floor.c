@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <sodium.h>
+#include <openssl/evp.h>
 
 #include "crypto/crypto.h"
 #include "simplex/simplex.h"
@@ -35,11 +35,17 @@ static int op_aes_enc(void)
 {
     return sx_aes_gcm_encrypt(out, tag, key, iv, 16, NULL, 0, msg, MSG_BYTES);
 }
+/* TLS 1.3 records are sealed by OpenSSL's ChaCha20-Poly1305 */
+static EVP_CIPHER_CTX *chacha_ctx;
 static int op_chacha(void)
 {
-    unsigned long long clen;
-    return crypto_aead_chacha20poly1305_ietf_encrypt(out, &clen, msg, MSG_BYTES,
-                                                     NULL, 0, NULL, nonce, key);
+    int len = 0, fin = 0;
+    if (EVP_EncryptInit_ex(chacha_ctx, NULL, NULL, key, nonce) != 1 ||
+        EVP_EncryptUpdate(chacha_ctx, out, &len, msg, MSG_BYTES) != 1 ||
+        EVP_EncryptFinal_ex(chacha_ctx, out + len, &fin) != 1 ||
+        EVP_CIPHER_CTX_ctrl(chacha_ctx, EVP_CTRL_AEAD_GET_TAG, 16, tag) != 1)
+        return -1;
+    return 0;
 }
 static int op_ed_sign(void) { return sx_ed25519_sign(ed_sig, msg, 300, ed_sk); }
 static int op_ed_verify(void) { return sx_ed25519_verify(ed_sig, msg, 300, ed_pk); }
@@ -74,7 +80,7 @@ int main(void)
         {"crypto_box seal 16 KB", op_box_seal, 2000},
         {"crypto_box open 16 KB", op_box_open, 2000},
         {"AES-256-GCM encrypt 16 KB", op_aes_enc, 2000},
-        {"ChaCha20-Poly1305 encrypt 16 KB (TLS record)", op_chacha, 2000},
+        {"ChaCha20-Poly1305 16 KB (OpenSSL, TLS record)", op_chacha, 2000},
         {"Ed25519 sign (300 B)", op_ed_sign, 2000},
         {"Ed25519 verify (300 B)", op_ed_verify, 2000},
         {"X448 key generation + DH", op_x448, 200},
@@ -94,6 +100,13 @@ int main(void)
         return 1;
     }
     (void)x_sk2;
+    chacha_ctx = EVP_CIPHER_CTX_new();
+    if (!chacha_ctx ||
+        EVP_EncryptInit_ex(chacha_ctx, EVP_chacha20_poly1305(), NULL, NULL,
+                           NULL) != 1) {
+        fprintf(stderr, "OpenSSL ChaCha20-Poly1305 unavailable\n");
+        return 1;
+    }
     printf("crypto floor for one %d-byte message (CPU microseconds per op)\n",
            MSG_BYTES);
     for (size_t i = 0; i < SX_ARRAY_LEN(ops); i++) {
@@ -105,6 +118,7 @@ int main(void)
            t[0] + t[3] + t[4]);
     printf("  %-46s %8.1f us\n", "recipient floor (TLS + box open + verify)",
            t[3] + t[1] + t[5]);
+    EVP_CIPHER_CTX_free(chacha_ctx);
     simplex_global_cleanup();
     if (failures) {
         fprintf(stderr, "%d operations failed\n", failures);
