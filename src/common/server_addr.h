@@ -48,4 +48,25 @@ int sx_server_addr_decode(sx_rd *r, sx_server_addr *out);
 /* The port as a number, 5223 when absent. */
 uint16_t sx_server_addr_port(const sx_server_addr *a);
 
+/* ---- additions used by the queue URI codecs and the tests ---- */
+
+/* Parses a server address at the start of s[0..n) as far as the reference's
+ * parser reads it (basic auth allowed) and sets *consumed; what follows is
+ * left to the caller. */
+int sx_server_addr_parse_prefix(sx_server_addr *out, const char *s, size_t n,
+                                size_t *consumed);
+/* Parses one host (IPv4, IPv6, .onion or domain name) at the start of
+ * s[0..n) and sets *consumed. */
+int sx_host_parse_prefix(sx_host *out, const char *s, size_t n,
+                         size_t *consumed);
+/* Text form; with_auth: include basic auth when present; first_host_only:
+ * the legacy form that names only the first host. */
+void sx_server_addr_print_ex(sx_wr *w, const sx_server_addr *a, int with_auth,
+                             int first_host_only);
+/* Legacy binary encoding: the first host only (host, port, key hash). */
+void sx_server_addr_encode_legacy(sx_wr *w, const sx_server_addr *a);
+int sx_server_addr_decode_legacy(sx_rd *r, sx_server_addr *out);
+/* 1 when hosts, port, key hash and basic auth are all the same. */
+int sx_server_addr_equal(const sx_server_addr *a, const sx_server_addr *b);
+
 #endif /* SX_SERVER_ADDR_H */
