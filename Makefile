@@ -137,11 +137,16 @@ FUZZ_TIME ?= 30
 FUZZ_CC   ?= clang
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=build/fuzz/fuzz_%)
 
-build/fuzz/lib/libsimplex.a: $(LIB_SRCS)
-	$(MAKE) --no-print-directory O=build/fuzz LIBOUT=build/fuzz/lib \
+# The instrumented library is built by a sub-make whose own $(STATIC) rule
+# makes it; only the outer make may carry this recursive rule.
+ifneq ($(O),build/fuzz)
+.PHONY: build/fuzz/lib/libsimplex.a
+build/fuzz/lib/libsimplex.a:
+	$(MAKE) --no-print-directory -j2 O=build/fuzz LIBOUT=build/fuzz/lib \
 	    CC=$(FUZZ_CC) \
 	    CFLAGS="-fsanitize=fuzzer-no-link,address,undefined" \
 	    build/fuzz/lib/libsimplex.a
+endif
 
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build/fuzz/lib/libsimplex.a
 	$(FUZZ_CC) $(BASE_CFLAGS) -g -O1 -Wall -Wextra -Werror \
