@@ -60,6 +60,8 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 REPLAY_BINS := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=$(O)/fuzz/replay_%)
 EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(O)/bin/%)
+SERVER_SRCS := $(sort $(wildcard tests/server/*.c))
+SERVER_BIN := $(if $(SERVER_SRCS),$(O)/bin/smp-test-server)
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(O)/bench/%)
 
@@ -68,11 +70,11 @@ BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(O)/bench/%)
 .DEFAULT_GOAL := all
 .SECONDARY:
 
-all: libs examples
+all: libs examples $(SERVER_BIN)
 
 libs: $(STATIC) $(SHARED)
 
-tests: $(UNIT_BINS)
+tests: $(UNIT_BINS) $(SERVER_BIN)
 replay: $(REPLAY_BINS)
 examples: $(EXAMPLE_BINS)
 benches: $(BENCH_BINS)
@@ -110,6 +112,11 @@ $(O)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(STATIC)
 $(O)/bin/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(STATIC) $(DEP_LIBS)
+
+# the loopback SMP server used by the tests and the demo
+$(O)/bin/smp-test-server: $(SERVER_SRCS) $(wildcard tests/server/*.h) $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(TEST_CFLAGS) -o $@ $(SERVER_SRCS) $(STATIC) $(DEP_LIBS)
 
 $(O)/bench/%: bench/%.c $(STATIC)
 	@mkdir -p $(dir $@)
