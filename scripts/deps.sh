@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="make gcc g++ clang libclang-rt-14-dev pkg-config libsodium-dev \
-libssl-dev libsqlite3-dev libcmocka-dev"
+libssl-dev libsqlite3-dev libcmocka-dev microsocks"
 
 missing=""
 for p in $PKGS; do
