@@ -76,7 +76,17 @@ typedef enum simplex_error {
     SIMPLEX_ERR_ALREADY = -14,         /* already initialised / in progress */
     SIMPLEX_ERR_RECURSIVE_CALL = -15,  /* driving call made from a callback */
     SIMPLEX_ERR_IO = -16,              /* operating-system I/O failure */
-    SIMPLEX_ERR_INTERNAL = -17         /* a bug: please report it */
+    SIMPLEX_ERR_INTERNAL = -17,        /* a bug: please report it */
+    SIMPLEX_ERR_TIMEOUT = -18,         /* a network deadline passed */
+    SIMPLEX_ERR_RESOLVE = -19,         /* a host name did not resolve */
+    SIMPLEX_ERR_CONNECT = -20,         /* no address accepted a connection */
+    SIMPLEX_ERR_CLOSED = -21,          /* the peer closed the connection */
+    SIMPLEX_ERR_TLS = -22,             /* TLS handshake or record failure */
+    SIMPLEX_ERR_CERT_CHAIN = -23,      /* server chain not 2..4 certificates */
+    SIMPLEX_ERR_CERT_INVALID = -24,    /* chain broken or a certificate bad */
+    SIMPLEX_ERR_SERVER_IDENTITY = -25, /* server is not the one addressed */
+    SIMPLEX_ERR_PROXY = -26,           /* the SOCKS proxy refused or failed */
+    SIMPLEX_ERR_PROXY_AUTH = -27       /* the SOCKS proxy refused our login */
 } simplex_error;
 
 /* A static, human-readable description of an error code (never NULL). */

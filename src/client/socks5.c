@@ -201,11 +201,10 @@ static int reply_error(sx_socks5 *s, uint8_t rep)
 {
     switch (rep) {
     case 0x01: case 0x02: case 0x03: case 0x04: case 0x05: case 0x06:
-        return fail(s, SIMPLEX_ERR_IO, (sx_socks5_detail)rep);
     case 0x07: case 0x08:
-        return fail(s, SIMPLEX_ERR_UNSUPPORTED, (sx_socks5_detail)rep);
+        return fail(s, SIMPLEX_ERR_PROXY, (sx_socks5_detail)rep);
     default:
-        return fail(s, SIMPLEX_ERR_IO, SX_SOCKS5_D_REPLY_OTHER);
+        return fail(s, SIMPLEX_ERR_PROXY, SX_SOCKS5_D_REPLY_OTHER);
     }
 }
 
@@ -217,7 +216,7 @@ static int step(sx_socks5 *s)
         if (s->in[0] != VER5)
             return fail(s, SIMPLEX_ERR_PARSE, SX_SOCKS5_D_BAD_VERSION);
         if (s->in[1] == M_REFUSED)
-            return fail(s, SIMPLEX_ERR_UNSUPPORTED,
+            return fail(s, SIMPLEX_ERR_PROXY_AUTH,
                         SX_SOCKS5_D_METHOD_REFUSED);
         if (s->in[1] != (s->with_auth ? M_USERPASS : M_NONE))
             return fail(s, SIMPLEX_ERR_PARSE, SX_SOCKS5_D_BAD_METHOD);
@@ -233,7 +232,7 @@ static int step(sx_socks5 *s)
         if (s->in[0] != AUTH_VER)
             return fail(s, SIMPLEX_ERR_PARSE, SX_SOCKS5_D_BAD_AUTH_VERSION);
         if (s->in[1] != 0)
-            return fail(s, SIMPLEX_ERR_INVALID_ARG, SX_SOCKS5_D_AUTH_FAILED);
+            return fail(s, SIMPLEX_ERR_PROXY_AUTH, SX_SOCKS5_D_AUTH_FAILED);
         queue(s, s->req, s->req_len);
         expect(s, ST_REPLY_VER, 2);
         return SX_SOCKS5_AGAIN;
@@ -398,7 +397,7 @@ static int drive(sx_socks5 *s, int fd, int64_t deadline)
         if (sx_socks5_out(s, &p, &n)) {
             w = wait_fd(fd, POLLOUT, deadline);
             if (w <= 0)
-                return fail(s, SIMPLEX_ERR_IO,
+                return fail(s, w ? SIMPLEX_ERR_IO : SIMPLEX_ERR_TIMEOUT,
                             w ? SX_SOCKS5_D_IO : SX_SOCKS5_D_TIMEOUT);
             r = send(fd, p, n, MSG_NOSIGNAL);
             if (r < 0) {
@@ -417,7 +416,7 @@ static int drive(sx_socks5 *s, int fd, int64_t deadline)
             return fail(s, SIMPLEX_ERR_INTERNAL, SX_SOCKS5_D_NONE);
         w = wait_fd(fd, POLLIN, deadline);
         if (w <= 0)
-            return fail(s, SIMPLEX_ERR_IO,
+            return fail(s, w ? SIMPLEX_ERR_IO : SIMPLEX_ERR_TIMEOUT,
                         w ? SX_SOCKS5_D_IO : SX_SOCKS5_D_TIMEOUT);
         r = recv(fd, buf, want, 0);
         if (r < 0) {

@@ -108,9 +108,9 @@ void sx_socks5_sent(sx_socks5 *s, size_t n);
  * send that first, then feed the rest; bytes fed while output is pending
  * fail as SX_SOCKS5_D_EARLY_REPLY. Returns SX_SOCKS5_AGAIN,
  * SX_SOCKS5_DONE, or a negative simplex_error:
- *   SIMPLEX_ERR_UNSUPPORTED  method refused (0xFF), REP 0x07 or 0x08;
- *   SIMPLEX_ERR_INVALID_ARG  username/password rejected;
- *   SIMPLEX_ERR_IO           REP 0x01..0x06 and other non-zero REP;
+ *   SIMPLEX_ERR_PROXY_AUTH   method refused (0xFF) or username/password
+ *                            rejected;
+ *   SIMPLEX_ERR_PROXY        any non-zero REP (the detail tells which);
  *   SIMPLEX_ERR_PARSE        a malformed or unexpected reply.
  * Once finished (done or failed) the result is repeated and nothing more
  * is consumed.
@@ -135,9 +135,9 @@ void sx_socks5_clear(sx_socks5 *s);
  * Blocking driver: runs the handshake over fd, a socket already connected to
  * the proxy (blocking or not), within timeout_ms (> 0) in total. Never reads
  * past the proxy's final reply, so the socket is then the tunnel. Returns 0
- * or a negative simplex_error; driver failures are SIMPLEX_ERR_IO (timeout,
- * socket error) and SIMPLEX_ERR_TRUNCATED (proxy closed). *detail (may be
- * NULL) is set to the reason, *reply_code (may be NULL) to the raw REP.
+ * or a negative simplex_error; driver failures are SIMPLEX_ERR_TIMEOUT,
+ * SIMPLEX_ERR_IO (socket error) and SIMPLEX_ERR_TRUNCATED (proxy closed).
+ * *detail (may be NULL) is set to the reason, *reply_code (may be NULL) to the raw REP.
  */
 int sx_socks5_connect(int fd, const char *host, uint16_t port,
                       const uint8_t *user, size_t user_len,

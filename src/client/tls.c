@@ -86,21 +86,25 @@ int sx_tls_reason_error(sx_tls_reason r)
     case SX_TLS_R_NONE:
         return SIMPLEX_OK;
     case SX_TLS_R_RESOLVE:
+        return SIMPLEX_ERR_RESOLVE;
     case SX_TLS_R_CONNECT:
+        return SIMPLEX_ERR_CONNECT;
     case SX_TLS_R_TIMEOUT:
+        return SIMPLEX_ERR_TIMEOUT;
     case SX_TLS_R_CLOSED:
+        return SIMPLEX_ERR_CLOSED;
     case SX_TLS_R_IO:
         return SIMPLEX_ERR_IO;
     case SX_TLS_R_HANDSHAKE:
     case SX_TLS_R_PROTOCOL:
-        return SIMPLEX_ERR_CRYPTO;
+        return SIMPLEX_ERR_TLS;
     case SX_TLS_R_CHAIN_LENGTH:
-        return SIMPLEX_ERR_UNSUPPORTED;
+        return SIMPLEX_ERR_CERT_CHAIN;
     case SX_TLS_R_CHAIN_BROKEN:
     case SX_TLS_R_CERT_INVALID:
-        return SIMPLEX_ERR_SIGNATURE;
+        return SIMPLEX_ERR_CERT_INVALID;
     case SX_TLS_R_IDENTITY:
-        return SIMPLEX_ERR_KEY;
+        return SIMPLEX_ERR_SERVER_IDENTITY;
     case SX_TLS_R_TRUNCATED:
         return SIMPLEX_ERR_TRUNCATED;
     case SX_TLS_R_NOMEM:

@@ -49,30 +49,26 @@
 #define SX_TLS_MAX_FINISHED 64 /* largest tls-unique value */
 #define SX_TLS_MAX_RAW_KEY 57  /* an Ed448 public key */
 
-/*
- * Why a connection failed. The public simplex_error each maps onto is given
- * after the arrow; the codes marked "proposed" would deserve their own
- * public error code.
- */
+/* Why a connection failed, with the public simplex_error it maps onto. */
 typedef enum sx_tls_reason {
     SX_TLS_R_NONE = 0,
-    SX_TLS_R_RESOLVE,      /* -> IO: the host name did not resolve (proposed) */
-    SX_TLS_R_CONNECT,      /* -> IO: no address accepted TCP (proposed) */
-    SX_TLS_R_TIMEOUT,      /* -> IO: connect + handshake deadline (proposed) */
-    SX_TLS_R_HANDSHAKE,    /* -> CRYPTO: TLS handshake failed (proposed) */
-    SX_TLS_R_CHAIN_LENGTH, /* -> UNSUPPORTED: not 2..4 certificates (proposed) */
-    SX_TLS_R_CHAIN_BROKEN, /* -> SIGNATURE: a certificate not issued/signed by
-                              the next one (proposed) */
-    SX_TLS_R_CERT_INVALID, /* -> SIGNATURE: outside its validity period, leaf
-                              not X.509 v3, intermediate not a CA (proposed) */
-    SX_TLS_R_IDENTITY,     /* -> KEY: identity certificate fingerprint differs
-                              from the key hash (proposed) */
-    SX_TLS_R_CLOSED,       /* -> IO: the peer closed between blocks (proposed) */
-    SX_TLS_R_TRUNCATED,    /* -> TRUNCATED: the peer closed inside a block */
-    SX_TLS_R_IO,           /* -> IO: socket error */
-    SX_TLS_R_PROTOCOL,     /* -> CRYPTO: TLS error after the handshake */
-    SX_TLS_R_NOMEM,        /* -> NOMEM */
-    SX_TLS_R_INTERNAL      /* -> INTERNAL */
+    SX_TLS_R_RESOLVE,      /* RESOLVE: the host name did not resolve */
+    SX_TLS_R_CONNECT,      /* CONNECT: no address accepted TCP */
+    SX_TLS_R_TIMEOUT,      /* TIMEOUT: connect + handshake deadline */
+    SX_TLS_R_HANDSHAKE,    /* TLS: the TLS handshake failed */
+    SX_TLS_R_CHAIN_LENGTH, /* CERT_CHAIN: not 2..4 certificates */
+    SX_TLS_R_CHAIN_BROKEN, /* CERT_INVALID: a certificate not issued/signed
+                              by the next one */
+    SX_TLS_R_CERT_INVALID, /* CERT_INVALID: outside its validity period, leaf
+                              not X.509 v3, intermediate not a CA */
+    SX_TLS_R_IDENTITY,     /* SERVER_IDENTITY: identity certificate
+                              fingerprint differs from the key hash */
+    SX_TLS_R_CLOSED,       /* CLOSED: the peer closed between blocks */
+    SX_TLS_R_TRUNCATED,    /* TRUNCATED: the peer closed inside a block */
+    SX_TLS_R_IO,           /* IO: socket error */
+    SX_TLS_R_PROTOCOL,     /* TLS: TLS error after the handshake */
+    SX_TLS_R_NOMEM,        /* NOMEM */
+    SX_TLS_R_INTERNAL      /* INTERNAL */
 } sx_tls_reason;
 
 /* The public error code a reason maps onto (SIMPLEX_OK for NONE). */

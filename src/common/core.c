@@ -143,6 +143,16 @@ static const char *const error_text[] = {
     "recursive call from a callback",
     "I/O error",
     "internal error",
+    "timed out",
+    "host name did not resolve",
+    "connection failed",
+    "connection closed by peer",
+    "TLS failure",
+    "server certificate chain has the wrong length",
+    "server certificate chain is invalid",
+    "server identity does not match the address",
+    "SOCKS proxy failure",
+    "SOCKS proxy authentication failed",
 };
 
 const char *simplex_strerror(int code)

@@ -275,18 +275,18 @@ static void test_every_reply_code(void **st)
         int err;
         sx_socks5_detail d;
     } t[] = {
-        {1, SIMPLEX_ERR_IO, SX_SOCKS5_D_GENERAL_FAILURE},
-        {2, SIMPLEX_ERR_IO, SX_SOCKS5_D_NOT_ALLOWED},
-        {3, SIMPLEX_ERR_IO, SX_SOCKS5_D_NET_UNREACHABLE},
-        {4, SIMPLEX_ERR_IO, SX_SOCKS5_D_HOST_UNREACHABLE},
-        {5, SIMPLEX_ERR_IO, SX_SOCKS5_D_CONN_REFUSED},
-        {6, SIMPLEX_ERR_IO, SX_SOCKS5_D_TTL_EXPIRED},
-        {7, SIMPLEX_ERR_UNSUPPORTED, SX_SOCKS5_D_CMD_UNSUPPORTED},
-        {8, SIMPLEX_ERR_UNSUPPORTED, SX_SOCKS5_D_ATYP_UNSUPPORTED},
-        {9, SIMPLEX_ERR_IO, SX_SOCKS5_D_REPLY_OTHER},
-        {0xF0, SIMPLEX_ERR_IO, SX_SOCKS5_D_REPLY_OTHER},
-        {0xF6, SIMPLEX_ERR_IO, SX_SOCKS5_D_REPLY_OTHER},
-        {0xFF, SIMPLEX_ERR_IO, SX_SOCKS5_D_REPLY_OTHER},
+        {1, SIMPLEX_ERR_PROXY , SX_SOCKS5_D_GENERAL_FAILURE},
+        {2, SIMPLEX_ERR_PROXY , SX_SOCKS5_D_NOT_ALLOWED},
+        {3, SIMPLEX_ERR_PROXY , SX_SOCKS5_D_NET_UNREACHABLE},
+        {4, SIMPLEX_ERR_PROXY , SX_SOCKS5_D_HOST_UNREACHABLE},
+        {5, SIMPLEX_ERR_PROXY , SX_SOCKS5_D_CONN_REFUSED},
+        {6, SIMPLEX_ERR_PROXY , SX_SOCKS5_D_TTL_EXPIRED},
+        {7, SIMPLEX_ERR_PROXY, SX_SOCKS5_D_CMD_UNSUPPORTED},
+        {8, SIMPLEX_ERR_PROXY, SX_SOCKS5_D_ATYP_UNSUPPORTED},
+        {9, SIMPLEX_ERR_PROXY , SX_SOCKS5_D_REPLY_OTHER},
+        {0xF0, SIMPLEX_ERR_PROXY , SX_SOCKS5_D_REPLY_OTHER},
+        {0xF6, SIMPLEX_ERR_PROXY , SX_SOCKS5_D_REPLY_OTHER},
+        {0xFF, SIMPLEX_ERR_PROXY , SX_SOCKS5_D_REPLY_OTHER},
     };
     size_t i, c;
 
@@ -427,7 +427,7 @@ static void test_malformed(void **st)
     assert_int_equal(sx_socks5_init(&s, "h", 1, NULL, 0, NULL, 0), 0);
     sx_socks5_sent(&s, 3);
     assert_int_equal(feed(&s, (const uint8_t *)"\x05\xff", 2, &c),
-                     SIMPLEX_ERR_UNSUPPORTED);
+                     SIMPLEX_ERR_PROXY_AUTH);
     assert_int_equal(sx_socks5_detail_of(&s), SX_SOCKS5_D_METHOD_REFUSED);
 
     /* a method that was not offered: user/pass when none was offered, and
@@ -475,7 +475,7 @@ static void test_malformed(void **st)
                      SX_SOCKS5_AGAIN);
     sx_socks5_sent(&s, 5);
     assert_int_equal(feed(&s, (const uint8_t *)"\x01\x01", 2, &c),
-                     SIMPLEX_ERR_INVALID_ARG);
+                     SIMPLEX_ERR_PROXY_AUTH);
     assert_int_equal(sx_socks5_detail_of(&s), SX_SOCKS5_D_AUTH_FAILED);
 
     /* final reply: wrong version, unknown address types */
@@ -961,12 +961,12 @@ static void test_proxy_noauth(void **st)
     close(fd);
     /* a closed port: the proxy's "connection refused" */
     assert_int_equal(via(e->port, "127.0.0.1", free_port(), NULL, NULL, &d,
-                         &rep, NULL), SIMPLEX_ERR_IO);
+                         &rep, NULL), SIMPLEX_ERR_PROXY);
     assert_int_equal(d, SX_SOCKS5_D_CONN_REFUSED);
     assert_int_equal(rep, 5);
     /* credentials offered to a proxy without authentication: refused */
     assert_int_equal(via(e->port, "127.0.0.1", g_echo_port, "user", "pass",
-                         &d, &rep, NULL), SIMPLEX_ERR_UNSUPPORTED);
+                         &d, &rep, NULL), SIMPLEX_ERR_PROXY_AUTH);
     assert_int_equal(d, SX_SOCKS5_D_METHOD_REFUSED);
 }
 
@@ -989,18 +989,18 @@ static void test_proxy_auth(void **st)
     close(fd);
     /* wrong password, wrong user */
     assert_int_equal(via(e->port_auth, "127.0.0.1", g_echo_port, "user",
-                         "wrong", &d, &rep, NULL), SIMPLEX_ERR_INVALID_ARG);
+                         "wrong", &d, &rep, NULL), SIMPLEX_ERR_PROXY_AUTH);
     assert_int_equal(d, SX_SOCKS5_D_AUTH_FAILED);
     assert_int_equal(via(e->port_auth, "127.0.0.1", g_echo_port, "nobody",
-                         "pass", &d, &rep, NULL), SIMPLEX_ERR_INVALID_ARG);
+                         "pass", &d, &rep, NULL), SIMPLEX_ERR_PROXY_AUTH);
     assert_int_equal(d, SX_SOCKS5_D_AUTH_FAILED);
     /* no credentials: no acceptable method */
     assert_int_equal(via(e->port_auth, "127.0.0.1", g_echo_port, NULL, NULL,
-                         &d, &rep, NULL), SIMPLEX_ERR_UNSUPPORTED);
+                         &d, &rep, NULL), SIMPLEX_ERR_PROXY_AUTH);
     assert_int_equal(d, SX_SOCKS5_D_METHOD_REFUSED);
     /* refused target behind authentication */
     assert_int_equal(via(e->port_auth, "localhost", free_port(), "user",
-                         "pass", &d, &rep, NULL), SIMPLEX_ERR_IO);
+                         "pass", &d, &rep, NULL), SIMPLEX_ERR_PROXY);
     assert_int_equal(d, SX_SOCKS5_D_CONN_REFUSED);
 }
 
@@ -1019,7 +1019,7 @@ static void test_driver_timeout_and_eof(void **st)
     assert_true(fd >= 0);
     t0 = mono_ms();
     assert_int_equal(sx_socks5_connect(fd, "h", 1, NULL, 0, NULL, 0, 200, &d,
-                                       NULL), SIMPLEX_ERR_IO);
+                                       NULL), SIMPLEX_ERR_TIMEOUT);
     assert_int_equal(d, SX_SOCKS5_D_TIMEOUT);
     assert_true(mono_ms() - t0 >= 150);
     assert_true(mono_ms() - t0 < 3000);
