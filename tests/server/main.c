@@ -2,6 +2,7 @@
  * smp-test-server: loopback SMP server for the tests and the demo.
  *
  *   smp-test-server --port PORT [--dir DIR] [--store-log FILE]
+ *   (--port 0: a free port, shown in the printed address)
  *
  * Prints smp://<key hash>@127.0.0.1:PORT as the first line of stdout, then
  * serves on 127.0.0.1 until SIGTERM / SIGINT (exit 0). One poll() loop,
@@ -350,6 +351,16 @@ static int listen_on(int port)
     return fd;
 }
 
+/* The port a socket is bound to (for --port 0). */
+static int bound_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    if (getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+        return -1;
+    return ntohs(a.sin_port);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: smp-test-server --port PORT [--dir DIR] "
@@ -376,7 +387,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (port <= 0 || port > 65535) {
+    if (port < 0 || port > 65535) {
         usage();
         return 2;
     }
@@ -406,6 +417,8 @@ int main(int argc, char **argv)
                 port);
         return 1;
     }
+    if (port == 0)
+        port = bound_port(lfd); /* the kernel chose a free one */
     sx_wr_init(&w);
     sx_b64url_encode(&w, g_creds.key_hash, sizeof g_creds.key_hash);
     if (sx_wr_error(&w))
