@@ -132,7 +132,7 @@ check: deps
 
 demo: deps
 	@$(MAKE) --no-print-directory all
-	@$(O)/bin/hello
+	@O=$(O) SERVER=$(SERVER) sh scripts/demo.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory benches

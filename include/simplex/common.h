@@ -86,7 +86,8 @@ typedef enum simplex_error {
     SIMPLEX_ERR_CERT_INVALID = -24,    /* chain broken or a certificate bad */
     SIMPLEX_ERR_SERVER_IDENTITY = -25, /* server is not the one addressed */
     SIMPLEX_ERR_PROXY = -26,           /* the SOCKS proxy refused or failed */
-    SIMPLEX_ERR_PROXY_AUTH = -27       /* the SOCKS proxy refused our login */
+    SIMPLEX_ERR_PROXY_AUTH = -27,      /* the SOCKS proxy refused our login */
+    SIMPLEX_ERR_SERVER = -28           /* the SMP server answered ERR */
 } simplex_error;
 
 /* A static, human-readable description of an error code (never NULL). */

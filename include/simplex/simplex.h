@@ -6,5 +6,6 @@
 #define SIMPLEX_SIMPLEX_H
 
 #include "simplex/common.h"
+#include "simplex/client.h"
 
 #endif /* SIMPLEX_SIMPLEX_H */

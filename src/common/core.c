@@ -153,6 +153,7 @@ static const char *const error_text[] = {
     "server identity does not match the address",
     "SOCKS proxy failure",
     "SOCKS proxy authentication failed",
+    "the SMP server refused the command",
 };
 
 const char *simplex_strerror(int code)

@@ -1,0 +1,607 @@
+/*
+ * SMP client: the public API. Each call builds a request, posts it to the
+ * I/O thread (client_loop.c) through the inbox and a wake-up pipe, and
+ * waits on the client's condition variable until the loop marks it done.
+ * The loop always finishes a request (answer, response timeout, connect
+ * failure, or client shutdown), so the wait has no deadline of its own.
+ */
+#define _DEFAULT_SOURCE 1
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/client_int.h"
+#include "crypto/crypto.h"
+
+int simplex_client_options_init(simplex_client_options *opts, unsigned version)
+{
+    if (!opts)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if (version != SIMPLEX_CLIENT_OPTIONS_VERSION)
+        return SIMPLEX_ERR_UNSUPPORTED;
+    memset(opts, 0, sizeof *opts);
+    opts->version = version;
+    return 0;
+}
+
+static void set_error(simplex_client *c, const char *msg)
+{
+    size_t n = strlen(msg);
+    if (n >= sizeof c->last_err)
+        n = sizeof c->last_err - 1;
+    pthread_mutex_lock(&c->mu);
+    memcpy(c->last_err, msg, n);
+    c->last_err[n] = 0;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int fail(simplex_client *c, int rc, const char *msg)
+{
+    set_error(c, msg && *msg ? msg : simplex_strerror(rc));
+    return rc;
+}
+
+static int on_io_thread(const simplex_client *c)
+{
+    return c->thread_started && pthread_equal(pthread_self(), c->thread);
+}
+
+int simplex_client_last_error(simplex_client *c, simplex_buf *out)
+{
+    size_t n;
+    if (!c || !out)
+        return SIMPLEX_ERR_INVALID_ARG;
+    pthread_mutex_lock(&c->mu);
+    n = strlen(c->last_err);
+    out->data = sx_malloc(n + 1);
+    if (out->data)
+        memcpy(out->data, c->last_err, n + 1);
+    pthread_mutex_unlock(&c->mu);
+    out->len = out->data ? n : 0;
+    return out->data ? 0 : SIMPLEX_ERR_NOMEM;
+}
+
+/* "host:port", "[v6]:port" */
+static int parse_proxy(simplex_client *c, const char *s)
+{
+    const char *colon, *h = s, *he;
+    char *end;
+    unsigned long port;
+    size_t hl;
+    if (*s == '[') {
+        he = strchr(s, ']');
+        if (!he || he[1] != ':')
+            return SIMPLEX_ERR_INVALID_ARG;
+        h = s + 1;
+        colon = he + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return SIMPLEX_ERR_INVALID_ARG;
+        he = colon;
+    }
+    hl = (size_t)(he - h);
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    if (hl == 0 || hl > 255 || *end || errno || port == 0 || port > 65535)
+        return SIMPLEX_ERR_INVALID_ARG;
+    c->proxy_host = sx_malloc(hl + 1);
+    if (!c->proxy_host)
+        return SIMPLEX_ERR_NOMEM;
+    memcpy(c->proxy_host, h, hl);
+    c->proxy_host[hl] = 0;
+    c->proxy_port = (uint16_t)port;
+    return 0;
+}
+
+static void client_release(simplex_client *c)
+{
+    while (c->ev_head) {
+        simplex_client_event *ev = c->ev_head;
+        c->ev_head = ev->next;
+        simplex_client_event_free(ev);
+    }
+    if (c->wake_fd[0] >= 0)
+        close(c->wake_fd[0]);
+    if (c->wake_fd[1] >= 0)
+        close(c->wake_fd[1]);
+    sx_tls_ctx_free(c->tls_ctx);
+    sx_free(c->proxy_host);
+    if (c->proxy_user)
+        sx_free_secret(c->proxy_user, strlen(c->proxy_user));
+    if (c->proxy_pass)
+        sx_free_secret(c->proxy_pass, strlen(c->proxy_pass));
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    sx_free(c);
+}
+
+int simplex_client_new(simplex_client **out, const simplex_client_options *opts)
+{
+    simplex_client *c;
+    int rc, i;
+    if (!out)
+        return SIMPLEX_ERR_INVALID_ARG;
+    *out = NULL;
+    if (opts && opts->version != SIMPLEX_CLIENT_OPTIONS_VERSION)
+        return SIMPLEX_ERR_UNSUPPORTED;
+    if (!sx_initialized())
+        return SIMPLEX_ERR_NOT_INITIALIZED;
+    c = sx_calloc(1, sizeof *c);
+    if (!c)
+        return SIMPLEX_ERR_NOMEM;
+    c->wake_fd[0] = c->wake_fd[1] = -1;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    if (opts)
+        c->opts = *opts;
+    else
+        simplex_client_options_init(&c->opts, SIMPLEX_CLIENT_OPTIONS_VERSION);
+    if (!c->opts.connect_timeout_ms)
+        c->opts.connect_timeout_ms = SX_TLS_DEFAULT_CONNECT_TIMEOUT_MS;
+    if (!c->opts.response_timeout_ms)
+        c->opts.response_timeout_ms = SX_SMP_SESSION_RESPONSE_TIMEOUT_MS;
+    if (!c->opts.ping_interval_ms)
+        c->opts.ping_interval_ms = SX_SMP_SESSION_PING_INTERVAL_MS;
+    if (!c->opts.max_missed_pings)
+        c->opts.max_missed_pings = SX_SMP_SESSION_MAX_MISSED_PINGS;
+    if (!c->opts.reconnect_initial_ms)
+        c->opts.reconnect_initial_ms = 2000;
+    if (!c->opts.reconnect_max_ms)
+        c->opts.reconnect_max_ms = 180000;
+    if (c->opts.reconnect_max_ms < c->opts.reconnect_initial_ms)
+        c->opts.reconnect_max_ms = c->opts.reconnect_initial_ms;
+    c->opts.socks5_proxy = NULL;
+    c->opts.socks5_username = NULL;
+    c->opts.socks5_password = NULL;
+    rc = 0;
+    if (opts && opts->socks5_proxy)
+        rc = parse_proxy(c, opts->socks5_proxy);
+    if (rc == 0 && opts && opts->socks5_username &&
+        !(c->proxy_user = cl_strdup(opts->socks5_username)))
+        rc = SIMPLEX_ERR_NOMEM;
+    if (rc == 0 && opts && opts->socks5_password &&
+        !(c->proxy_pass = cl_strdup(opts->socks5_password)))
+        rc = SIMPLEX_ERR_NOMEM;
+    if (rc == 0 && sx_socks5_format_utctime(c->proxy_session_ts,
+                                            sizeof c->proxy_session_ts,
+                                            (int64_t)time(NULL), 0) < 0)
+        rc = SIMPLEX_ERR_INTERNAL;
+    if (rc == 0)
+        rc = sx_tls_ctx_new(&c->tls_ctx);
+    if (rc == 0 && pipe(c->wake_fd) != 0)
+        rc = SIMPLEX_ERR_IO;
+    for (i = 0; rc == 0 && i < 2; i++)
+        if (fcntl(c->wake_fd[i], F_SETFL, O_NONBLOCK) != 0 ||
+            fcntl(c->wake_fd[i], F_SETFD, FD_CLOEXEC) != 0)
+            rc = SIMPLEX_ERR_IO;
+    if (rc == 0 && pthread_create(&c->thread, NULL, cl_loop_main, c) != 0)
+        rc = SIMPLEX_ERR_IO;
+    if (rc != 0) {
+        client_release(c);
+        return rc;
+    }
+    c->thread_started = 1;
+    *out = c;
+    return 0;
+}
+
+void simplex_client_free(simplex_client *c)
+{
+    if (!c)
+        return;
+    if (on_io_thread(c)) {
+        sx_log(sx_default_logger(), SIMPLEX_LOG_ERROR,
+               "simplex_client_free called from the event callback: ignored");
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->stopping = 1;
+    pthread_mutex_unlock(&c->mu);
+    cl_wake(c);
+    pthread_join(c->thread, NULL);
+    c->thread_started = 0;
+    client_release(c);
+}
+
+int simplex_client_next_event(simplex_client *c, int timeout_ms,
+                              simplex_client_event **out)
+{
+    struct timespec dl;
+    int rc = 0;
+    if (!out)
+        return SIMPLEX_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!c)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if (on_io_thread(c))
+        return SIMPLEX_ERR_RECURSIVE_CALL;
+    if (c->opts.event_cb)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if (timeout_ms > 0) {
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += timeout_ms / 1000;
+        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&c->mu);
+    while (!c->ev_head && timeout_ms != 0 && rc == 0) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&c->cv, &c->mu);
+        else if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT)
+            rc = 1;
+    }
+    if (c->ev_head) {
+        *out = c->ev_head;
+        c->ev_head = (*out)->next;
+        if (!c->ev_head)
+            c->ev_tail = NULL;
+        (*out)->next = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return *out ? 0 : SIMPLEX_ERR_TIMEOUT;
+}
+
+/* ---- posting requests ---- */
+
+static void req_init(cl_req *r, cl_op op)
+{
+    memset(r, 0, sizeof *r);
+    r->op = op;
+    r->items = &r->one;
+    r->n_items = 1;
+}
+
+static int req_server(simplex_client *c, cl_req *r, const char *server)
+{
+    if (!server)
+        return SIMPLEX_ERR_INVALID_ARG;
+    r->server = server;
+    if (sx_server_addr_parse(&r->addr, server, strlen(server)) != 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "not an SMP server address: %.250s",
+                 server);
+        return fail(c, SIMPLEX_ERR_INVALID_ARG, msg);
+    }
+    return 0;
+}
+
+static void post(simplex_client *c, cl_req *r)
+{
+    pthread_mutex_lock(&c->mu);
+    r->next = c->inbox;
+    c->inbox = r;
+    pthread_mutex_unlock(&c->mu);
+    cl_wake(c);
+}
+
+static int wait_done(simplex_client *c, cl_req *r)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!r->done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    if (r->rc)
+        snprintf(c->last_err, sizeof c->last_err, "%s",
+                 r->err[0] ? r->err : simplex_strerror(r->rc));
+    pthread_mutex_unlock(&c->mu);
+    return r->rc;
+}
+
+static int run(simplex_client *c, cl_req *r)
+{
+    post(c, r);
+    return wait_done(c, r);
+}
+
+/* Common checks of every synchronous call. */
+static int enter(simplex_client *c)
+{
+    if (!c)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if (on_io_thread(c))
+        return fail(c, SIMPLEX_ERR_RECURSIVE_CALL,
+                    "synchronous call from the event callback");
+    return 0;
+}
+
+static int queue_req(simplex_client *c, cl_req *r, cl_op op,
+                     const simplex_queue *q)
+{
+    int rc = enter(c);
+    if (rc)
+        return rc;
+    if (!q)
+        return SIMPLEX_ERR_INVALID_ARG;
+    req_init(r, op);
+    r->one.q = q;
+    return req_server(c, r, q->server);
+}
+
+int simplex_client_connect(simplex_client *c, const char *server,
+                           uint16_t *out)
+{
+    cl_req r;
+    int rc = enter(c);
+    if (rc)
+        return rc;
+    req_init(&r, CL_OP_CONNECT);
+    if ((rc = req_server(c, &r, server)) != 0)
+        return rc;
+    rc = run(c, &r);
+    if (rc == 0 && out)
+        *out = r.version;
+    return rc;
+}
+
+int simplex_client_ping(simplex_client *c, const char *server)
+{
+    cl_req r;
+    int rc = enter(c);
+    if (rc)
+        return rc;
+    req_init(&r, CL_OP_PING);
+    if ((rc = req_server(c, &r, server)) != 0)
+        return rc;
+    return run(c, &r);
+}
+
+int simplex_client_create_queue(simplex_client *c, simplex_queue **out,
+                                const char *server, unsigned flags)
+{
+    cl_req r;
+    simplex_queue *q;
+    int rc;
+    if (!out)
+        return SIMPLEX_ERR_INVALID_ARG;
+    *out = NULL;
+    if ((rc = enter(c)) != 0)
+        return rc;
+    req_init(&r, CL_OP_NEW);
+    if ((rc = req_server(c, &r, server)) != 0)
+        return rc;
+    q = sx_calloc(1, sizeof *q);
+    if (!q || !(q->server = cl_strdup(server))) {
+        simplex_queue_free(q);
+        return SIMPLEX_ERR_NOMEM;
+    }
+    if ((rc = sx_ed25519_keypair(q->rcv_auth_pk, q->rcv_auth_sk)) != 0 ||
+        (rc = sx_x25519_keypair(q->rcv_dh_pk, q->rcv_dh_sk)) != 0) {
+        simplex_queue_free(q);
+        return fail(c, rc, "key generation failed");
+    }
+    r.new_q = q;
+    r.flags = flags;
+    rc = run(c, &r);
+    if (rc) {
+        simplex_queue_free(q);
+        return rc;
+    }
+    *out = q;
+    return 0;
+}
+
+int simplex_client_secure_queue(simplex_client *c, const simplex_queue *q,
+                                const uint8_t sender_public_key[32])
+{
+    cl_req r;
+    int rc;
+    if (!sender_public_key)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if ((rc = queue_req(c, &r, CL_OP_KEY, q)) != 0)
+        return rc;
+    r.key = sender_public_key;
+    return run(c, &r);
+}
+
+int simplex_client_subscribe(simplex_client *c,
+                             const simplex_queue *const *queues, size_t n,
+                             int *results)
+{
+    cl_req *reqs;
+    cl_item *items;
+    size_t i, j, nreq = 0;
+    int rc = enter(c), first = 0;
+    if (rc)
+        return rc;
+    if (!queues || n == 0)
+        return SIMPLEX_ERR_INVALID_ARG;
+    for (i = 0; i < n; i++)
+        if (!queues[i])
+            return SIMPLEX_ERR_INVALID_ARG;
+    reqs = sx_calloc(n, sizeof *reqs);
+    items = sx_calloc(n, sizeof *items);
+    if (!reqs || !items) {
+        sx_free(reqs);
+        sx_free(items);
+        return SIMPLEX_ERR_NOMEM;
+    }
+    /* one request per server, its items contiguous in queue order */
+    for (i = 0; i < n; i++) {
+        sx_server_addr a;
+        cl_req *r = NULL;
+        if (sx_server_addr_parse(&a, queues[i]->server,
+                                 strlen(queues[i]->server)) != 0) {
+            rc = SIMPLEX_ERR_INVALID_ARG;
+            goto out;
+        }
+        for (j = 0; j < nreq; j++)
+            if (sx_server_addr_equal(&reqs[j].addr, &a))
+                r = &reqs[j];
+        if (!r) {
+            r = &reqs[nreq++];
+            req_init(r, CL_OP_SUB);
+            r->addr = a;
+            r->server = queues[i]->server;
+            r->n_items = 0;
+        }
+        r->n_items++;
+    }
+    {
+        size_t off = 0;
+        for (j = 0; j < nreq; j++) {
+            reqs[j].items = items + off;
+            off += reqs[j].n_items;
+            reqs[j].n_items = 0;
+        }
+        for (i = 0; i < n; i++) {
+            sx_server_addr a;
+            (void)sx_server_addr_parse(&a, queues[i]->server,
+                                       strlen(queues[i]->server));
+            for (j = 0; j < nreq; j++)
+                if (sx_server_addr_equal(&reqs[j].addr, &a)) {
+                    cl_item *it = &reqs[j].items[reqs[j].n_items++];
+                    it->q = queues[i];
+                    it->idx = i;
+                    break;
+                }
+        }
+    }
+    for (j = 0; j < nreq; j++)
+        post(c, &reqs[j]);
+    for (j = 0; j < nreq; j++) {
+        int r = wait_done(c, &reqs[j]);
+        if (r && !first)
+            first = r;
+        for (i = 0; i < reqs[j].n_items; i++) {
+            cl_item *it = &reqs[j].items[i];
+            /* items never submitted failed with the whole request */
+            int ir = it->done ? it->rc : r;
+            if (results)
+                results[it->idx] = ir;
+        }
+    }
+    rc = first;
+out:
+    sx_free(reqs);
+    sx_free(items);
+    return rc;
+}
+
+int simplex_client_get(simplex_client *c, const simplex_queue *q,
+                       simplex_client_event **out)
+{
+    cl_req r;
+    int rc;
+    if (!out)
+        return SIMPLEX_ERR_INVALID_ARG;
+    *out = NULL;
+    if ((rc = queue_req(c, &r, CL_OP_GET, q)) != 0)
+        return rc;
+    rc = run(c, &r);
+    if (rc) {
+        simplex_client_event_free(r.ev);
+        return rc;
+    }
+    *out = r.ev;
+    return 0;
+}
+
+int simplex_client_ack(simplex_client *c, const simplex_queue *q,
+                       const uint8_t *msg_id, size_t msg_id_len)
+{
+    cl_req r;
+    int rc;
+    if (!msg_id || msg_id_len == 0 || msg_id_len > CL_ID_MAX)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if ((rc = queue_req(c, &r, CL_OP_ACK, q)) != 0)
+        return rc;
+    r.msg_id = msg_id;
+    r.msg_id_len = msg_id_len;
+    return run(c, &r);
+}
+
+int simplex_client_suspend(simplex_client *c, const simplex_queue *q)
+{
+    cl_req r;
+    int rc;
+    if ((rc = queue_req(c, &r, CL_OP_OFF, q)) != 0)
+        return rc;
+    return run(c, &r);
+}
+
+int simplex_client_delete(simplex_client *c, const simplex_queue *q)
+{
+    cl_req r;
+    int rc;
+    if ((rc = queue_req(c, &r, CL_OP_DEL, q)) != 0)
+        return rc;
+    return run(c, &r);
+}
+
+int simplex_client_queue_info(simplex_client *c, const simplex_queue *q,
+                              simplex_buf *out)
+{
+    cl_req r;
+    int rc;
+    if (!out)
+        return SIMPLEX_ERR_INVALID_ARG;
+    out->data = NULL;
+    out->len = 0;
+    if ((rc = queue_req(c, &r, CL_OP_QUE, q)) != 0)
+        return rc;
+    rc = run(c, &r);
+    if (rc) {
+        simplex_buf_dispose(&r.info);
+        return rc;
+    }
+    *out = r.info;
+    return 0;
+}
+
+static int sender_req(simplex_client *c, cl_req *r, cl_op op,
+                      const char *server, const uint8_t *sender_id,
+                      size_t sender_id_len)
+{
+    int rc = enter(c);
+    if (rc)
+        return rc;
+    if (!sender_id || sender_id_len == 0 || sender_id_len > CL_ID_MAX)
+        return SIMPLEX_ERR_INVALID_ARG;
+    req_init(r, op);
+    r->entity = sender_id;
+    r->entity_len = sender_id_len;
+    return req_server(c, r, server);
+}
+
+int simplex_client_secure_sender(simplex_client *c, const char *server,
+                                 const uint8_t *sender_id,
+                                 size_t sender_id_len,
+                                 const uint8_t sender_private_key[32])
+{
+    cl_req r;
+    int rc;
+    if (!sender_private_key)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if ((rc = sender_req(c, &r, CL_OP_SKEY, server, sender_id,
+                         sender_id_len)) != 0)
+        return rc;
+    r.key = sender_private_key;
+    return run(c, &r);
+}
+
+int simplex_client_send(simplex_client *c, const char *server,
+                        const uint8_t *sender_id, size_t sender_id_len,
+                        const uint8_t *sender_private_key, unsigned flags,
+                        const uint8_t *body, size_t body_len)
+{
+    cl_req r;
+    int rc;
+    if (!body && body_len)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if ((rc = sender_req(c, &r, CL_OP_SEND, server, sender_id,
+                         sender_id_len)) != 0)
+        return rc;
+    r.key = sender_private_key;
+    r.flags = flags;
+    r.body = body;
+    r.body_len = body_len;
+    return run(c, &r);
+}

@@ -1,0 +1,225 @@
+/*
+ * Internal: the SMP client's shared state (client.c: public API and
+ * request hand-off; client_loop.c: the I/O thread; client_conn.c: one
+ * server connection; client_obj.c: queues and events). Never installed.
+ */
+#ifndef SX_CLIENT_INT_H
+#define SX_CLIENT_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client/session.h"
+#include "client/socks5.h"
+#include "client/tls.h"
+#include "client/net.h"
+#include "common/server_addr.h"
+#include "common/sx.h"
+#include "simplex/client.h"
+
+#define CL_ID_MAX 24
+#define CL_KEY 32
+
+struct simplex_queue {
+    char *server;
+    uint8_t rcv_id[CL_ID_MAX];
+    size_t rcv_id_len;
+    uint8_t snd_id[CL_ID_MAX];
+    size_t snd_id_len;
+    uint8_t rcv_auth_pk[CL_KEY], rcv_auth_sk[CL_KEY];
+    uint8_t rcv_dh_pk[CL_KEY], rcv_dh_sk[CL_KEY];
+    uint8_t srv_dh_pk[CL_KEY];
+    uint8_t dh_secret[CL_KEY];
+    int sender_can_secure;
+};
+
+struct simplex_client_event {
+    simplex_client_event_type type;
+    char *server;
+    uint8_t queue_id[CL_ID_MAX];
+    size_t queue_id_len;
+    uint8_t msg_id[CL_ID_MAX];
+    size_t msg_id_len;
+    int64_t ts;
+    unsigned flags;
+    uint8_t *body;
+    size_t body_len;
+    int error;
+    char *message;
+    struct simplex_client_event *next; /* the pull queue */
+};
+
+/* client_obj.c */
+simplex_client_event *cl_event_new(simplex_client_event_type type,
+                                   const char *server);
+/* Decrypts a MSG (server -> recipient layer) into a MSG event. */
+int cl_event_from_msg(simplex_client_event **out, const char *server,
+                      const uint8_t *rcv_id, size_t rcv_id_len,
+                      const uint8_t dh_secret[CL_KEY], const sx_smp_msg *m);
+char *cl_strdup(const char *s);
+
+/* ---- requests: posted by API threads, run by the I/O thread ---- */
+
+typedef enum cl_op {
+    CL_OP_CONNECT = 1,
+    CL_OP_PING,
+    CL_OP_NEW,
+    CL_OP_KEY,
+    CL_OP_SKEY,
+    CL_OP_SEND,
+    CL_OP_SUB,
+    CL_OP_GET,
+    CL_OP_ACK,
+    CL_OP_OFF,
+    CL_OP_DEL,
+    CL_OP_QUE
+} cl_op;
+
+/* One command of a request (a request holds several only for SUB). */
+typedef struct cl_item {
+    const simplex_queue *q;     /* recipient commands */
+    size_t idx;                 /* SUB: position in the caller's list */
+    uint64_t request_id;
+    int submitted, done;
+    int rc;
+} cl_item;
+
+typedef struct cl_req {
+    cl_op op;
+    sx_server_addr addr;        /* parsed server (for non-queue ops) */
+    const char *server;         /* its text, as given */
+    /* parameters */
+    const uint8_t *entity;
+    size_t entity_len;
+    const uint8_t *key;         /* KEY: sender public; SKEY/SEND: sender sk */
+    const uint8_t *msg_id;
+    size_t msg_id_len;
+    const uint8_t *body;
+    size_t body_len;
+    unsigned flags;
+    simplex_queue *new_q;       /* NEW: filled in */
+    size_t n_items;
+    cl_item *items;
+    cl_item one;
+    size_t n_left;              /* items not done */
+    /* results */
+    int rc;
+    char err[256];
+    uint16_t version;
+    simplex_client_event *ev;   /* GET */
+    simplex_buf info;           /* QUE */
+    int done;
+    struct cl_req *next;        /* client inbox / connection wait list */
+} cl_req;
+
+/* A queue subscribed on a connection (its own copy of the secrets). */
+typedef struct cl_sub {
+    uint8_t rcv_id[CL_ID_MAX];
+    size_t rcv_id_len;
+    uint8_t rcv_auth_sk[CL_KEY];
+    uint8_t dh_secret[CL_KEY];
+    int active;                 /* SUB answered OK (or MSG) */
+    uint64_t request_id;        /* outstanding SUB during resubscription */
+    struct cl_sub *next;
+} cl_sub;
+
+typedef enum cl_conn_state {
+    CL_C_IDLE = 0,      /* waiting for the reconnect time */
+    CL_C_TCP,           /* connecting to the proxy */
+    CL_C_SOCKS,         /* SOCKS5 handshake */
+    CL_C_TLS,           /* TCP + TLS handshake */
+    CL_C_HELLO,         /* SMP handshake */
+    CL_C_READY,
+    CL_C_DEAD
+} cl_conn_state;
+
+/* An outstanding command: which request item its response completes. */
+typedef struct cl_pending {
+    uint64_t request_id;
+    cl_req *req;
+    cl_item *item;
+    struct cl_pending *next;
+} cl_pending;
+
+typedef struct cl_conn {
+    struct simplex_client *client;
+    sx_server_addr addr;
+    char *server;               /* canonical text */
+    cl_conn_state state;
+    size_t host_idx;
+    int64_t deadline;           /* connect deadline of the current host */
+    sx_net_connector *tcp;
+    int fd;                     /* SOCKS stage socket */
+    sx_socks5 socks;
+    sx_tls_conn *tls;
+    sx_smp_session *sess;
+    int ever_up;                /* a session was established before */
+    int was_ready;
+    int64_t reconnect_at;
+    unsigned attempts;
+    int last_rc;
+    char last_err[200];
+    cl_req *waiting;            /* requests waiting for READY */
+    cl_pending *pending;
+    cl_sub *subs;
+    uint8_t block[SX_SMP_BLOCK_SIZE];
+    int have_out;               /* block holds an unsent block */
+    struct cl_conn *next;
+} cl_conn;
+
+struct simplex_client {
+    simplex_client_options opts;
+    char *proxy_host;
+    uint16_t proxy_port;
+    char *proxy_user, *proxy_pass;
+    char proxy_session_ts[48];  /* isolation: when the client started */
+    sx_tls_ctx *tls_ctx;
+    pthread_t thread;
+    int thread_started;
+    int wake_fd[2];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;          /* requests done, events queued */
+    cl_req *inbox;              /* under mu */
+    int stopping;               /* under mu */
+    simplex_client_event *ev_head, *ev_tail; /* under mu */
+    char last_err[256];         /* under mu */
+    cl_conn *conns;             /* I/O thread only */
+};
+
+/* client_loop.c */
+void *cl_loop_main(void *arg);
+void cl_wake(struct simplex_client *c);
+void cl_emit(struct simplex_client *c, simplex_client_event *ev);
+void cl_req_finish(struct simplex_client *c, cl_req *r, int rc,
+                   const char *fmt, ...) SX_PRINTF(4, 5);
+int64_t cl_now(void);
+
+/* client_connect.c */
+void cl_conn_start(cl_conn *k, int64_t now);
+void cl_host_next(cl_conn *k, int rc, const char *why, int64_t now);
+void cl_step_tcp(cl_conn *k, int64_t now);
+void cl_step_socks(cl_conn *k, int64_t now);
+void cl_step_tls(cl_conn *k, int64_t now);
+
+/* client_conn.c */
+void cl_close_transport(cl_conn *k);
+/* Handles the session's events; non-zero when the connection failed. */
+int cl_conn_drain(cl_conn *k, int64_t now);
+
+cl_conn *cl_conn_find(struct simplex_client *c, const sx_server_addr *a,
+                      int create);
+void cl_conn_submit_waiting(cl_conn *k, int64_t now);
+void cl_conn_free(cl_conn *k);
+/* Drops the connection with rc: fails its requests, plans reconnection. */
+void cl_conn_fail(cl_conn *k, int rc, const char *why, int64_t now);
+void cl_conn_add_req(cl_conn *k, cl_req *r, int64_t now);
+void cl_sub_add(cl_conn *k, const simplex_queue *q, int active);
+void cl_sub_remove(cl_conn *k, const uint8_t *id, size_t n);
+
+/* client_io.c */
+/* poll registration: fd, events and deadline (ms, -1: none) */
+int cl_conn_poll(cl_conn *k, short *events, int64_t *deadline);
+void cl_conn_step(cl_conn *k, short revents, int64_t now);
+
+#endif /* SX_CLIENT_INT_H */

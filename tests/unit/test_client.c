@@ -1,0 +1,1192 @@
+/*
+ * The SMP client (include/simplex/client.h) against the loopback SMP
+ * server run as a separate process, through the public API only.
+ *
+ * The server binary is $SMP_TEST_SERVER when set, otherwise
+ * <directory of this test binary>/../bin/smp-test-server; simplex-cli is
+ * looked for in the same directory.
+ */
+#define _DEFAULT_SOURCE 1
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "simplex/simplex.h"
+
+/* ---- helper processes ---- */
+
+typedef struct server {
+    pid_t pid;
+    int port;
+    char addr[256];
+} server;
+
+static pid_t g_running = -1;
+static server g_srv; /* shared by the tests that do not restart it */
+
+static void bin_path(char *out, size_t cap, const char *name)
+{
+    const char *env = getenv("SMP_TEST_SERVER");
+    char self[PATH_MAX];
+    ssize_t n;
+    char *slash;
+    if (env && *env && strcmp(name, "smp-test-server") == 0) {
+        snprintf(out, cap, "%s", env);
+        return;
+    }
+    n = readlink("/proc/self/exe", self, sizeof self - 1);
+    assert_true(n > 0);
+    self[n] = 0;
+    slash = strrchr(self, '/');
+    assert_non_null(slash);
+    *slash = 0;
+    assert_true(strlen(self) + strlen(name) + 10 < cap);
+    snprintf(out, cap, "%s/../bin/%s", self, name);
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void server_start(server *s, int port, const char *dir, const char *log)
+{
+    char path[PATH_MAX], portstr[16];
+    char *argv[8];
+    int argc = 0, fds[2];
+    size_t got = 0;
+
+    bin_path(path, sizeof path, "smp-test-server");
+    assert_int_equal(access(path, X_OK), 0);
+    s->port = port;
+    snprintf(portstr, sizeof portstr, "%d", port);
+    argv[argc++] = path;
+    argv[argc++] = "--port";
+    argv[argc++] = portstr;
+    if (dir) {
+        argv[argc++] = "--dir";
+        argv[argc++] = (char *)dir;
+    }
+    if (log) {
+        argv[argc++] = "--store-log";
+        argv[argc++] = (char *)log;
+    }
+    argv[argc] = NULL;
+    assert_int_equal(pipe(fds), 0);
+    fflush(stdout);
+    s->pid = fork();
+    assert_true(s->pid >= 0);
+    if (s->pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(path, argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    g_running = s->pid;
+    while (got < sizeof s->addr - 1) {
+        char ch;
+        ssize_t n = read(fds[0], &ch, 1);
+        assert_int_equal(n, 1);
+        if (ch == '\n')
+            break;
+        s->addr[got++] = ch;
+    }
+    s->addr[got] = 0;
+    close(fds[0]);
+    assert_memory_equal(s->addr, "smp://", 6);
+}
+
+static void server_stop(server *s)
+{
+    int st = 0;
+    assert_int_equal(kill(s->pid, SIGTERM), 0);
+    assert_int_equal(waitpid(s->pid, &st, 0), s->pid);
+    g_running = -1;
+    s->pid = -1;
+}
+
+/* Runs simplex-cli with args; returns its exit status (-1: signal). */
+static int run_cli(const char *a1, const char *a2, const char *a3,
+                   const char *a4)
+{
+    char path[PATH_MAX];
+    char *argv[8];
+    int st = 0;
+    pid_t pid;
+    bin_path(path, sizeof path, "simplex-cli");
+    assert_int_equal(access(path, X_OK), 0);
+    argv[0] = path;
+    argv[1] = (char *)a1;
+    argv[2] = (char *)a2;
+    argv[3] = (char *)a3;
+    argv[4] = (char *)a4;
+    argv[5] = NULL;
+    fflush(stdout);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            close(devnull);
+        }
+        execv(path, argv);
+        _exit(127);
+    }
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- helpers over the API ---- */
+
+static simplex_client *new_client(simplex_client_event_cb cb, void *ud)
+{
+    simplex_client_options o;
+    simplex_client *c = NULL;
+    assert_int_equal(simplex_client_options_init(&o,
+                                                 SIMPLEX_CLIENT_OPTIONS_VERSION),
+                     0);
+    o.connect_timeout_ms = 5000;
+    o.response_timeout_ms = 5000;
+    o.reconnect_initial_ms = 100;
+    o.reconnect_max_ms = 400;
+    o.event_cb = cb;
+    o.user_data = ud;
+    assert_int_equal(simplex_client_new(&c, &o), 0);
+    assert_non_null(c);
+    return c;
+}
+
+/* The next event of a type, skipping others (pull mode). */
+static simplex_client_event *wait_event(simplex_client *c,
+                                        simplex_client_event_type type,
+                                        int timeout_ms)
+{
+    for (;;) {
+        simplex_client_event *ev = NULL;
+        int rc = simplex_client_next_event(c, timeout_ms, &ev);
+        if (rc != 0)
+            fail_msg("no event of type %d came (%d)", (int)type, rc);
+        if (simplex_client_event_get_type(ev) == type)
+            return ev;
+        simplex_client_event_free(ev);
+    }
+}
+
+static void check_body(const simplex_client_event *ev, const char *text)
+{
+    size_t n;
+    const uint8_t *b = simplex_client_event_body(ev, &n);
+    assert_int_equal(n, strlen(text));
+    assert_memory_equal(b, text, n);
+}
+
+static void send_text(simplex_client *c, const simplex_queue *q,
+                      const uint8_t *ssk, const char *text)
+{
+    size_t sl;
+    const uint8_t *sid = simplex_queue_sender_id(q, &sl);
+    assert_int_equal(simplex_client_send(c, simplex_queue_server(q), sid, sl,
+                                         ssk, 0, (const uint8_t *)text,
+                                         strlen(text)),
+                     0);
+}
+
+/* ---- fixtures ---- */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    if (simplex_global_init(NULL) != SIMPLEX_OK)
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (g_srv.pid > 0)
+        server_stop(&g_srv);
+    simplex_global_cleanup();
+    return 0;
+}
+
+static int ensure_server(void **state)
+{
+    (void)state;
+    if (g_srv.pid <= 0)
+        server_start(&g_srv, free_port(), NULL, NULL);
+    return 0;
+}
+
+static int kill_leftover(void **state)
+{
+    (void)state;
+    if (g_running > 0 && g_running != g_srv.pid) {
+        kill(g_running, SIGKILL);
+        waitpid(g_running, NULL, 0);
+        g_running = g_srv.pid > 0 ? g_srv.pid : -1;
+    }
+    return 0;
+}
+
+/* ---- tests ---- */
+
+static void test_options_and_args(void **state)
+{
+    simplex_client_options o;
+    simplex_client *c = NULL;
+    simplex_client_event *ev = NULL;
+    simplex_queue *q = NULL;
+    (void)state;
+    assert_int_equal(simplex_client_options_init(&o, 99),
+                     SIMPLEX_ERR_UNSUPPORTED);
+    assert_int_equal(simplex_client_options_init(NULL, 1),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_new(NULL, NULL), SIMPLEX_ERR_INVALID_ARG);
+    simplex_client_free(NULL);
+    simplex_queue_free(NULL);
+    simplex_client_event_free(NULL);
+    assert_int_equal(simplex_client_key_bytes(), 32);
+    assert_int_equal(simplex_client_new(&c, NULL), 0);
+    assert_int_equal(simplex_client_next_event(c, 0, &ev), SIMPLEX_ERR_TIMEOUT);
+    assert_null(ev);
+    assert_int_equal(simplex_client_next_event(c, 20, &ev),
+                     SIMPLEX_ERR_TIMEOUT);
+    assert_int_equal(simplex_client_create_queue(c, &q, "not an address", 0),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_null(q);
+    {
+        simplex_buf m = {NULL, 0};
+        assert_int_equal(simplex_client_last_error(c, &m), 0);
+        assert_non_null(strstr((const char *)m.data, "not an SMP server"));
+        simplex_buf_dispose(&m);
+    }
+    assert_int_equal(simplex_queue_import(&q, (const uint8_t *)"x", 1),
+                     SIMPLEX_ERR_UNSUPPORTED);
+    simplex_client_free(c);
+}
+
+/* Pull mode: create, secure, send from another client, MSG, ACK, QUE,
+ * export/import, DEL; sending afterwards is refused by the server. */
+static void test_queue_pull(void **state)
+{
+    simplex_client *a = new_client(NULL, NULL), *b = new_client(NULL, NULL);
+    simplex_queue *q = NULL, *q2 = NULL;
+    simplex_client_event *ev;
+    uint8_t spk[32], ssk[32];
+    const uint8_t *mid, *rid;
+    size_t mid_len, rid_len, n;
+    simplex_buf info = {NULL, 0}, ex = {NULL, 0};
+    uint16_t v = 0;
+    (void)state;
+
+    assert_int_equal(simplex_client_connect(a, g_srv.addr, &v), 0);
+    assert_true(v >= 6 && v <= 18);
+    assert_int_equal(simplex_client_ping(a, g_srv.addr), 0);
+    assert_int_equal(simplex_client_create_queue(a, &q, g_srv.addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    rid = simplex_queue_recipient_id(q, &rid_len);
+    assert_int_equal(rid_len, 24);
+    simplex_queue_sender_id(q, &n);
+    assert_int_equal(n, 24);
+    assert_string_equal(simplex_queue_server(q), g_srv.addr);
+    assert_false(simplex_queue_sender_can_secure(q));
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+    assert_int_equal(simplex_client_secure_queue(a, q, spk), 0);
+
+    /* secured: an unsigned SEND is refused */
+    {
+        const uint8_t *sid = simplex_queue_sender_id(q, &n);
+        assert_int_equal(simplex_client_send(b, g_srv.addr, sid, n, NULL, 0,
+                                             (const uint8_t *)"x", 1),
+                         SIMPLEX_ERR_SERVER);
+        simplex_buf m = {NULL, 0};
+        assert_int_equal(simplex_client_last_error(b, &m), 0);
+        assert_string_equal((const char *)m.data, "ERR AUTH");
+        simplex_buf_dispose(&m);
+    }
+    {
+        const uint8_t *sid = simplex_queue_sender_id(q, &n);
+        assert_int_equal(simplex_client_send(b, g_srv.addr, sid, n, ssk,
+                                             SIMPLEX_SEND_NOTIFICATION,
+                                             (const uint8_t *)"hello", 5),
+                         0);
+    }
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+    check_body(ev, "hello");
+    assert_int_equal(simplex_client_event_flags(ev),
+                     SIMPLEX_CLIENT_MSG_NOTIFICATION);
+    assert_true(simplex_client_event_timestamp(ev) >
+                (int64_t)time(NULL) - 3600);
+    assert_string_equal(simplex_client_event_server(ev), g_srv.addr);
+    {
+        size_t ql;
+        const uint8_t *qid = simplex_client_event_queue_id(ev, &ql);
+        assert_int_equal(ql, rid_len);
+        assert_memory_equal(qid, rid, ql);
+    }
+    {
+        simplex_buf body = {NULL, 0};
+        simplex_client_event *cp = NULL;
+        assert_int_equal(simplex_client_event_copy_body(ev, &body), 0);
+        assert_int_equal(body.len, 5);
+        simplex_buf_dispose(&body);
+        assert_int_equal(simplex_client_event_copy(&cp, ev), 0);
+        check_body(cp, "hello");
+        simplex_client_event_free(cp);
+    }
+    mid = simplex_client_event_msg_id(ev, &mid_len);
+    assert_int_equal(simplex_client_ack(a, q, mid, mid_len), 0);
+    /* a second ACK of the same message: the server says NO_MSG */
+    assert_int_equal(simplex_client_ack(a, q, mid, mid_len),
+                     SIMPLEX_ERR_SERVER);
+    simplex_client_event_free(ev);
+
+    /* two more messages: the second follows the ACK of the first */
+    send_text(b, q, ssk, "one");
+    send_text(b, q, ssk, "two");
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+    check_body(ev, "one");
+    mid = simplex_client_event_msg_id(ev, &mid_len);
+    assert_int_equal(simplex_client_ack(a, q, mid, mid_len), 0);
+    simplex_client_event_free(ev);
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+    check_body(ev, "two");
+    mid = simplex_client_event_msg_id(ev, &mid_len);
+    assert_int_equal(simplex_client_ack(a, q, mid, mid_len), 0);
+    simplex_client_event_free(ev);
+
+    assert_int_equal(simplex_client_queue_info(a, q, &info), 0);
+    assert_true(info.len > 0);
+    assert_int_equal(info.data[0], '{');
+    simplex_buf_dispose(&info);
+
+    /* export / import round trip, then the copy works as the original */
+    assert_int_equal(simplex_queue_export(q, &ex), 0);
+    assert_int_equal(simplex_queue_import(&q2, ex.data, ex.len), 0);
+    {
+        size_t l1, l2;
+        const uint8_t *i1 = simplex_queue_recipient_id(q, &l1);
+        const uint8_t *i2 = simplex_queue_recipient_id(q2, &l2);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(i1, i2, l1);
+        assert_string_equal(simplex_queue_server(q2), g_srv.addr);
+    }
+    simplex_queue_free(q2);
+    assert_int_equal(simplex_queue_import(&q2, ex.data, ex.len - 1) < 0, 1);
+    assert_null(q2);
+    assert_int_equal(simplex_queue_import(&q2, ex.data, ex.len), 0);
+    simplex_buf_dispose(&ex);
+    assert_int_equal(simplex_client_delete(a, q2), 0);
+    assert_int_equal(simplex_client_delete(a, q), SIMPLEX_ERR_SERVER);
+    {
+        const uint8_t *sid = simplex_queue_sender_id(q, &n);
+        assert_int_equal(simplex_client_send(b, g_srv.addr, sid, n, ssk, 0,
+                                             (const uint8_t *)"x", 1),
+                         SIMPLEX_ERR_SERVER);
+    }
+    simplex_queue_free(q);
+    simplex_queue_free(q2);
+    simplex_client_free(a);
+    simplex_client_free(b);
+}
+
+/* The e2e envelope helpers, and an envelope through a real queue. */
+static void test_e2e(void **state)
+{
+    simplex_client *a = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    simplex_client_event *ev;
+    uint8_t s_pub[32], s_priv[32], r_pub[32], r_priv[32], k1[32], k2[32];
+    uint8_t spk[32], ssk[32], got_key[32], e2e_pub[32];
+    simplex_buf env = {NULL, 0}, plain = {NULL, 0};
+    uint16_t cv = 0;
+    int has = 0;
+    const uint8_t *body;
+    size_t body_len;
+    (void)state;
+
+    assert_int_equal(simplex_client_e2e_keypair(s_pub, s_priv), 0);
+    assert_int_equal(simplex_client_e2e_keypair(r_pub, r_priv), 0);
+    assert_int_equal(simplex_client_e2e_secret(k1, r_pub, s_priv), 0);
+    assert_int_equal(simplex_client_e2e_secret(k2, s_pub, r_priv), 0);
+    assert_memory_equal(k1, k2, 32);
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+
+    /* a confirmation: e2e key in the public header, auth key inside */
+    assert_int_equal(simplex_client_e2e_seal(&env, k1, 4, s_pub, spk,
+                                             (const uint8_t *)"conf", 4),
+                     0);
+    assert_int_equal(simplex_client_e2e_peek(env.data, env.len, &cv, e2e_pub,
+                                             &has),
+                     0);
+    assert_int_equal(cv, 4);
+    assert_true(has);
+    assert_memory_equal(e2e_pub, s_pub, 32);
+
+    /* through the server */
+    assert_int_equal(simplex_client_create_queue(a, &q, g_srv.addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    {
+        size_t sl;
+        const uint8_t *sid = simplex_queue_sender_id(q, &sl);
+        assert_int_equal(simplex_client_send(a, g_srv.addr, sid, sl, NULL, 0,
+                                             env.data, env.len),
+                         0);
+    }
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+    body = simplex_client_event_body(ev, &body_len);
+    assert_int_equal(body_len, env.len);
+    has = 0;
+    assert_int_equal(simplex_client_e2e_open(&plain, k2, body, body_len,
+                                             got_key, &has),
+                     0);
+    assert_int_equal(plain.len, 4);
+    assert_memory_equal(plain.data, "conf", 4);
+    assert_true(has);
+    assert_memory_equal(got_key, spk, 32);
+    simplex_buf_dispose(&plain);
+    /* the wrong secret does not open it */
+    k2[0] ^= 1;
+    assert_int_equal(simplex_client_e2e_open(&plain, k2, body, body_len, NULL,
+                                             NULL),
+                     SIMPLEX_ERR_DECRYPT);
+    assert_null(plain.data);
+    simplex_client_event_free(ev);
+    simplex_buf_dispose(&env);
+
+    /* a plain message: no key in either header */
+    assert_int_equal(simplex_client_e2e_seal(&env, k1, 4, NULL, NULL,
+                                             (const uint8_t *)"m", 1),
+                     0);
+    has = 1;
+    assert_int_equal(simplex_client_e2e_peek(env.data, env.len, NULL, NULL,
+                                             &has),
+                     0);
+    assert_false(has);
+    k2[0] ^= 1;
+    has = 1;
+    assert_int_equal(simplex_client_e2e_open(&plain, k2, env.data, env.len,
+                                             NULL, &has),
+                     0);
+    assert_false(has);
+    assert_int_equal(plain.len, 1);
+    simplex_buf_dispose(&plain);
+    simplex_buf_dispose(&env);
+    assert_int_equal(simplex_client_delete(a, q), 0);
+    simplex_queue_free(q);
+    simplex_client_free(a);
+}
+
+/* Sender-secured queue (SKEY), GET / ACK without a subscription, OFF. */
+static void test_get_skey_off(void **state)
+{
+    simplex_client *a = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    simplex_client_event *ev = NULL;
+    uint8_t spk[32], ssk[32];
+    const uint8_t *sid, *mid;
+    size_t sl, ml;
+    (void)state;
+
+    assert_int_equal(simplex_client_create_queue(a, &q, g_srv.addr,
+                                                 SIMPLEX_QUEUE_SENDER_SECURE),
+                     0);
+    assert_true(simplex_queue_sender_can_secure(q));
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+    sid = simplex_queue_sender_id(q, &sl);
+    assert_int_equal(simplex_client_secure_sender(a, g_srv.addr, sid, sl, ssk),
+                     0);
+    assert_int_equal(simplex_client_get(a, q, &ev), 0);
+    assert_null(ev);
+    send_text(a, q, ssk, "by get");
+    assert_int_equal(simplex_client_get(a, q, &ev), 0);
+    assert_non_null(ev);
+    assert_int_equal(simplex_client_event_get_type(ev),
+                     SIMPLEX_CLIENT_EVENT_MSG);
+    check_body(ev, "by get");
+    mid = simplex_client_event_msg_id(ev, &ml);
+    assert_int_equal(simplex_client_ack(a, q, mid, ml), 0);
+    simplex_client_event_free(ev);
+    ev = NULL;
+    assert_int_equal(simplex_client_get(a, q, &ev), 0);
+    assert_null(ev);
+    /* a body that cannot fit a block is refused locally; the connection
+     * stays usable */
+    {
+        static uint8_t big[20000];
+        assert_true(simplex_client_send(a, g_srv.addr, sid, sl, ssk, 0, big,
+                                        sizeof big) < 0);
+        assert_int_equal(simplex_client_ping(a, g_srv.addr), 0);
+    }
+    /* suspended: senders are refused */
+    assert_int_equal(simplex_client_suspend(a, q), 0);
+    assert_int_equal(simplex_client_send(a, g_srv.addr, sid, sl, ssk, 0,
+                                         (const uint8_t *)"no", 2),
+                     SIMPLEX_ERR_SERVER);
+    assert_int_equal(simplex_client_delete(a, q), 0);
+    simplex_queue_free(q);
+    simplex_client_free(a);
+}
+
+/* Callback delivery; a synchronous call from the callback is refused. */
+typedef struct cb_state {
+    pthread_mutex_t mu;
+    int msgs;
+    int recursive_rc;
+    int next_event_rc;
+    simplex_client *client;
+    const simplex_queue *q;
+    simplex_client_event *last;
+} cb_state;
+
+static void on_event(const simplex_client_event *ev, void *ud)
+{
+    cb_state *st = ud;
+    if (simplex_client_event_get_type(ev) != SIMPLEX_CLIENT_EVENT_MSG)
+        return;
+    size_t ml;
+    const uint8_t *mid = simplex_client_event_msg_id(ev, &ml);
+    simplex_client_event *cp = NULL;
+    int rc = simplex_client_ack(st->client, st->q, mid, ml);
+    simplex_client_event *dummy = NULL;
+    int rc2 = simplex_client_next_event(st->client, 0, &dummy);
+    if (simplex_client_event_copy(&cp, ev) != 0)
+        cp = NULL;
+    pthread_mutex_lock(&st->mu);
+    st->recursive_rc = rc;
+    st->next_event_rc = rc2;
+    simplex_client_event_free(st->last);
+    st->last = cp;
+    st->msgs++;
+    pthread_mutex_unlock(&st->mu);
+}
+
+static int wait_msgs(cb_state *st, int n, int timeout_ms)
+{
+    for (int i = 0; i < timeout_ms / 10; i++) {
+        int got;
+        pthread_mutex_lock(&st->mu);
+        got = st->msgs;
+        pthread_mutex_unlock(&st->mu);
+        if (got >= n)
+            return 1;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static void test_callback_recursive(void **state)
+{
+    cb_state st;
+    simplex_client *a, *b = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    uint8_t spk[32], ssk[32];
+    const uint8_t *mid;
+    size_t ml;
+    (void)state;
+
+    memset(&st, 0, sizeof st);
+    pthread_mutex_init(&st.mu, NULL);
+    a = new_client(on_event, &st);
+    st.client = a;
+    assert_int_equal(simplex_client_create_queue(a, &q, g_srv.addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    st.q = q;
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+    assert_int_equal(simplex_client_secure_queue(a, q, spk), 0);
+    send_text(b, q, ssk, "via callback");
+    assert_true(wait_msgs(&st, 1, 5000));
+    pthread_mutex_lock(&st.mu);
+    assert_int_equal(st.recursive_rc, SIMPLEX_ERR_RECURSIVE_CALL);
+    assert_int_equal(st.next_event_rc, SIMPLEX_ERR_RECURSIVE_CALL);
+    check_body(st.last, "via callback");
+    mid = simplex_client_event_msg_id(st.last, &ml);
+    pthread_mutex_unlock(&st.mu);
+    /* pulling is for clients without a callback */
+    {
+        simplex_client_event *ev = NULL;
+        assert_int_equal(simplex_client_next_event(a, 0, &ev),
+                         SIMPLEX_ERR_INVALID_ARG);
+    }
+    /* the ACK from this thread works and lets the next message through */
+    assert_int_equal(simplex_client_ack(a, q, mid, ml), 0);
+    send_text(b, q, ssk, "second");
+    assert_true(wait_msgs(&st, 2, 5000));
+    pthread_mutex_lock(&st.mu);
+    check_body(st.last, "second");
+    pthread_mutex_unlock(&st.mu);
+    assert_int_equal(simplex_client_delete(a, q), 0);
+    simplex_client_free(a);
+    simplex_client_free(b);
+    simplex_client_event_free(st.last);
+    simplex_queue_free(q);
+    pthread_mutex_destroy(&st.mu);
+}
+
+/* The address with another key hash: the server's identity is refused. */
+static void wrong_key_addr(char *out, size_t cap, const char *addr)
+{
+    snprintf(out, cap, "%s", addr);
+    /* flip the first character of the key hash (base64url) */
+    out[6] = out[6] == 'A' ? 'B' : 'A';
+}
+
+static void test_wrong_fingerprint(void **state)
+{
+    simplex_client *a = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    char bad[300];
+    simplex_buf m = {NULL, 0};
+    (void)state;
+    wrong_key_addr(bad, sizeof bad, g_srv.addr);
+    assert_int_equal(simplex_client_create_queue(a, &q, bad, 0),
+                     SIMPLEX_ERR_SERVER_IDENTITY);
+    assert_null(q);
+    assert_int_equal(simplex_client_last_error(a, &m), 0);
+    assert_true(m.len > 0);
+    simplex_buf_dispose(&m);
+    assert_int_equal(simplex_client_connect(a, bad, NULL),
+                     SIMPLEX_ERR_SERVER_IDENTITY);
+    /* the good address still works on the same client */
+    assert_int_equal(simplex_client_connect(a, g_srv.addr, NULL), 0);
+    simplex_client_free(a);
+}
+
+/* A dead first host is skipped; an address whose every host is dead fails
+ * with a connection error. */
+static void test_dead_host_first(void **state)
+{
+    simplex_client *a = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    char addr[400], dead[400];
+    const char *at = strchr(g_srv.addr, '@');
+    int rc;
+    (void)state;
+    assert_non_null(at);
+    /* 127.0.0.2 is loopback too, but nothing listens there */
+    snprintf(addr, sizeof addr, "%.*s@127.0.0.2,127.0.0.1:%d",
+             (int)(at - g_srv.addr), g_srv.addr, g_srv.port);
+    assert_int_equal(simplex_client_create_queue(a, &q, addr, 0), 0);
+    assert_int_equal(simplex_client_delete(a, q), 0);
+    simplex_queue_free(q);
+    snprintf(dead, sizeof dead, "%.*s@127.0.0.2:%d", (int)(at - g_srv.addr),
+             g_srv.addr, g_srv.port);
+    rc = simplex_client_connect(a, dead, NULL);
+    assert_int_equal(rc, SIMPLEX_ERR_CONNECT);
+    simplex_client_free(a);
+}
+
+/* A host that accepts TCP but never answers TLS: the connect timeout. */
+static void test_connect_timeout(void **state)
+{
+    simplex_client_options o;
+    simplex_client *a = NULL;
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    char addr[400];
+    const char *at = strchr(g_srv.addr, '@');
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct timespec t0, t1;
+    long ms;
+    (void)state;
+    assert_true(lfd >= 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(addr, sizeof addr, "%.*s@127.0.0.1:%d", (int)(at - g_srv.addr),
+             g_srv.addr, ntohs(sa.sin_port));
+    assert_int_equal(simplex_client_options_init(&o,
+                                                 SIMPLEX_CLIENT_OPTIONS_VERSION),
+                     0);
+    o.connect_timeout_ms = 300;
+    assert_int_equal(simplex_client_new(&a, &o), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(simplex_client_connect(a, addr, NULL),
+                     SIMPLEX_ERR_TIMEOUT);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms >= 250 && ms < 3000);
+    simplex_client_free(a);
+    close(lfd);
+}
+
+/* Keep-alive: a server that stops answering (SIGSTOP) is detected by the
+ * missed pings (DOWN); once it runs again the client reconnects (UP). */
+static void test_keepalive(void **state)
+{
+    server s;
+    simplex_client_options o;
+    simplex_client *a = NULL;
+    simplex_queue *q = NULL;
+    simplex_client_event *ev;
+    (void)state;
+
+    server_start(&s, free_port(), NULL, NULL);
+    assert_int_equal(simplex_client_options_init(&o,
+                                                 SIMPLEX_CLIENT_OPTIONS_VERSION),
+                     0);
+    o.connect_timeout_ms = 300;
+    o.response_timeout_ms = 200;
+    o.ping_interval_ms = 200;
+    o.max_missed_pings = 2;
+    o.reconnect_initial_ms = 100;
+    o.reconnect_max_ms = 300;
+    assert_int_equal(simplex_client_new(&a, &o), 0);
+    assert_int_equal(simplex_client_create_queue(a, &q, s.addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    /* answered pings keep it up */
+    assert_int_equal(simplex_client_next_event(a, 1000, &ev),
+                     SIMPLEX_ERR_TIMEOUT);
+    /* a second client without keep-alive: its command times out */
+    {
+        simplex_client_options o2;
+        simplex_client *c2 = NULL;
+        assert_int_equal(simplex_client_options_init(
+                             &o2, SIMPLEX_CLIENT_OPTIONS_VERSION),
+                         0);
+        o2.response_timeout_ms = 300;
+        assert_int_equal(simplex_client_new(&c2, &o2), 0);
+        assert_int_equal(simplex_client_ping(c2, s.addr), 0);
+        assert_int_equal(kill(s.pid, SIGSTOP), 0);
+        assert_int_equal(simplex_client_ping(c2, s.addr), SIMPLEX_ERR_TIMEOUT);
+        simplex_client_free(c2);
+    }
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_DOWN, 5000);
+    simplex_client_event_free(ev);
+    assert_int_equal(kill(s.pid, SIGCONT), 0);
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_UP, 10000);
+    simplex_client_event_free(ev);
+    assert_int_equal(simplex_client_delete(a, q), 0);
+    simplex_queue_free(q);
+    simplex_client_free(a);
+    server_stop(&s);
+}
+
+/* Several threads sending through one client at once. */
+#define SENDERS 4
+#define PER_SENDER 25
+
+typedef struct sender_arg {
+    simplex_client *c;
+    const simplex_queue *q;
+    const uint8_t *ssk;
+    int id;
+    int failures;
+} sender_arg;
+
+static void *sender_main(void *p)
+{
+    sender_arg *a = p;
+    size_t sl;
+    const uint8_t *sid = simplex_queue_sender_id(a->q, &sl);
+    for (int i = 0; i < PER_SENDER; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "%d:%d", a->id, i);
+        if (simplex_client_send(a->c, simplex_queue_server(a->q), sid, sl,
+                                a->ssk, 0, (const uint8_t *)text,
+                                strlen(text)) != 0)
+            a->failures++;
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    simplex_client *a = new_client(NULL, NULL), *b = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    uint8_t spk[32], ssk[32];
+    pthread_t th[SENDERS];
+    sender_arg args[SENDERS];
+    int next[SENDERS] = {0};
+    (void)state;
+
+    assert_int_equal(simplex_client_create_queue(a, &q, g_srv.addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+    assert_int_equal(simplex_client_secure_queue(a, q, spk), 0);
+    for (int i = 0; i < SENDERS; i++) {
+        args[i].c = b;
+        args[i].q = q;
+        args[i].ssk = ssk;
+        args[i].id = i;
+        args[i].failures = 0;
+        assert_int_equal(pthread_create(&th[i], NULL, sender_main, &args[i]),
+                         0);
+    }
+    /* receive and ack everything, in order per sender */
+    for (int n = 0; n < SENDERS * PER_SENDER; n++) {
+        simplex_client_event *ev = wait_event(a, SIMPLEX_CLIENT_EVENT_MSG,
+                                              5000);
+        size_t bl, ml;
+        const uint8_t *body = simplex_client_event_body(ev, &bl);
+        const uint8_t *mid = simplex_client_event_msg_id(ev, &ml);
+        int who = -1, seq = -1;
+        char text[32];
+        assert_true(bl < sizeof text);
+        memcpy(text, body, bl);
+        text[bl] = 0;
+        assert_int_equal(sscanf(text, "%d:%d", &who, &seq), 2);
+        assert_true(who >= 0 && who < SENDERS);
+        assert_int_equal(seq, next[who]);
+        next[who]++;
+        assert_int_equal(simplex_client_ack(a, q, mid, ml), 0);
+        simplex_client_event_free(ev);
+    }
+    for (int i = 0; i < SENDERS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].failures, 0);
+    }
+    assert_int_equal(simplex_client_delete(a, q), 0);
+    simplex_queue_free(q);
+    simplex_client_free(a);
+    simplex_client_free(b);
+}
+
+/* Kill and restart the server: DOWN, UP, and the resubscribed queue gets
+ * a message sent after the restart. */
+static void test_reconnect(void **state)
+{
+    server s;
+    simplex_client *a = new_client(NULL, NULL), *b = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    simplex_client_event *ev;
+    char dir[] = "/tmp/simplex-client-test-XXXXXX";
+    char log[PATH_MAX], addr[256];
+    uint8_t spk[32], ssk[32];
+    const uint8_t *mid;
+    size_t ml;
+    int port = free_port();
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(log, sizeof log, "%s/store.log", dir);
+    server_start(&s, port, dir, log);
+    snprintf(addr, sizeof addr, "%s", s.addr);
+    assert_int_equal(simplex_client_create_queue(a, &q, addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+    assert_int_equal(simplex_client_secure_queue(a, q, spk), 0);
+    send_text(b, q, ssk, "before");
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+    check_body(ev, "before");
+    mid = simplex_client_event_msg_id(ev, &ml);
+    assert_int_equal(simplex_client_ack(a, q, mid, ml), 0);
+    simplex_client_event_free(ev);
+
+    server_stop(&s);
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_DOWN, 5000);
+    assert_string_equal(simplex_client_event_server(ev), addr);
+    simplex_client_event_free(ev);
+    /* while it is down, commands fail instead of hanging */
+    assert_true(simplex_client_ping(b, addr) < 0);
+
+    server_start(&s, port, dir, log);
+    assert_string_equal(s.addr, addr);
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_UP, 10000);
+    simplex_client_event_free(ev);
+    send_text(b, q, ssk, "after");
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+    check_body(ev, "after");
+    mid = simplex_client_event_msg_id(ev, &ml);
+    assert_int_equal(simplex_client_ack(a, q, mid, ml), 0);
+    simplex_client_event_free(ev);
+    assert_int_equal(simplex_client_delete(a, q), 0);
+    simplex_client_free(a);
+    simplex_client_free(b);
+    simplex_queue_free(q);
+    server_stop(&s);
+    unlink(log);
+    {
+        char cmd[PATH_MAX + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
+/* Subscribing several queues at once, one of them unknown to the server. */
+static void test_subscribe_batch(void **state)
+{
+    simplex_client *a = new_client(NULL, NULL), *b = new_client(NULL, NULL);
+    simplex_queue *q[3] = {NULL, NULL, NULL}, *bad = NULL;
+    const simplex_queue *list[4];
+    int results[4];
+    uint8_t spk[32], ssk[32];
+    simplex_buf ex = {NULL, 0};
+    (void)state;
+
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(simplex_client_create_queue(b, &q[i], g_srv.addr, 0),
+                         0);
+        list[i] = q[i];
+    }
+    /* a queue the server no longer has */
+    assert_int_equal(simplex_client_create_queue(b, &bad, g_srv.addr, 0), 0);
+    assert_int_equal(simplex_queue_export(bad, &ex), 0);
+    assert_int_equal(simplex_client_delete(b, bad), 0);
+    list[3] = bad;
+    send_text(b, q[1], NULL, "waiting");
+    assert_int_equal(simplex_client_subscribe(a, list, 4, results),
+                     SIMPLEX_ERR_SERVER);
+    assert_int_equal(results[0], 0);
+    assert_int_equal(results[1], 0);
+    assert_int_equal(results[2], 0);
+    assert_int_equal(results[3], SIMPLEX_ERR_SERVER);
+    {
+        simplex_client_event *ev = wait_event(a, SIMPLEX_CLIENT_EVENT_MSG,
+                                              5000);
+        size_t l1, l2;
+        const uint8_t *id1 = simplex_client_event_queue_id(ev, &l1);
+        const uint8_t *id2 = simplex_queue_recipient_id(q[1], &l2);
+        check_body(ev, "waiting");
+        assert_int_equal(l1, l2);
+        assert_memory_equal(id1, id2, l1);
+        simplex_client_event_free(ev);
+    }
+    /* b subscribing q[0] takes it over: a gets END */
+    assert_int_equal(simplex_client_subscribe(b, list, 1, NULL), 0);
+    simplex_client_event_free(wait_event(a, SIMPLEX_CLIENT_EVENT_END, 5000));
+    /* b deletes q[2], subscribed on a: a gets DELD */
+    assert_int_equal(simplex_client_delete(b, q[2]), 0);
+    {
+        simplex_client_event *ev = wait_event(a, SIMPLEX_CLIENT_EVENT_DELD,
+                                              5000);
+        size_t l1, l2;
+        const uint8_t *id1 = simplex_client_event_queue_id(ev, &l1);
+        const uint8_t *id2 = simplex_queue_recipient_id(q[2], &l2);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(id1, id2, l1);
+        simplex_client_event_free(ev);
+    }
+    simplex_queue_free(q[2]);
+    q[2] = NULL;
+    simplex_buf_dispose(&ex);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(simplex_client_delete(b, q[i]), 0);
+        simplex_queue_free(q[i]);
+    }
+    simplex_queue_free(bad);
+    simplex_client_free(a);
+    simplex_client_free(b);
+}
+
+/* ---- SOCKS5 (Debian's microsocks) ---- */
+
+static pid_t start_microsocks(int *port, const char *user, const char *pass)
+{
+    const char *bin = getenv("MICROSOCKS");
+    char portstr[16];
+    pid_t pid;
+    if (!bin || !*bin)
+        bin = "/usr/bin/microsocks";
+    if (access(bin, X_OK) != 0)
+        fail_msg("microsocks is not installed (%s): the SOCKS5 tests need it",
+                 bin);
+    *port = free_port();
+    snprintf(portstr, sizeof portstr, "%d", *port);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int dn = open("/dev/null", O_RDWR);
+        if (dn >= 0) {
+            dup2(dn, 1);
+            dup2(dn, 2);
+        }
+        if (user)
+            execl(bin, "microsocks", "-i", "127.0.0.1", "-p", portstr, "-u",
+                  user, "-P", pass, (char *)NULL);
+        else
+            execl(bin, "microsocks", "-i", "127.0.0.1", "-p", portstr,
+                  (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {
+        struct sockaddr_in a;
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)*port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+            close(fd);
+            return pid;
+        }
+        close(fd);
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fail_msg("microsocks did not start");
+    return -1;
+}
+
+static simplex_client *socks_client(int port, const char *user,
+                                    const char *pass, int isolate)
+{
+    simplex_client_options o;
+    simplex_client *c = NULL;
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "127.0.0.1:%d", port);
+    assert_int_equal(simplex_client_options_init(&o,
+                                                 SIMPLEX_CLIENT_OPTIONS_VERSION),
+                     0);
+    o.connect_timeout_ms = 5000;
+    o.response_timeout_ms = 5000;
+    o.socks5_proxy = proxy;
+    o.socks5_username = user;
+    o.socks5_password = pass;
+    o.socks5_isolate = isolate;
+    assert_int_equal(simplex_client_new(&c, &o), 0);
+    return c;
+}
+
+static void test_socks5(void **state)
+{
+    int port, port_auth;
+    pid_t p1 = start_microsocks(&port, NULL, NULL);
+    pid_t p2 = start_microsocks(&port_auth, "alice", "secret");
+    simplex_client *a;
+    simplex_queue *q = NULL;
+    char bad[300], proxy[64];
+    (void)state;
+
+    /* no authentication */
+    a = socks_client(port, NULL, NULL, 0);
+    assert_int_equal(simplex_client_create_queue(a, &q, g_srv.addr, 0), 0);
+    assert_int_equal(simplex_client_delete(a, q), 0);
+    simplex_queue_free(q);
+    q = NULL;
+    /* the identity check still applies through the proxy */
+    wrong_key_addr(bad, sizeof bad, g_srv.addr);
+    assert_int_equal(simplex_client_connect(a, bad, NULL),
+                     SIMPLEX_ERR_SERVER_IDENTITY);
+    simplex_client_free(a);
+    /* user / password */
+    a = socks_client(port_auth, "alice", "secret", 0);
+    assert_int_equal(simplex_client_ping(a, g_srv.addr), 0);
+    simplex_client_free(a);
+    a = socks_client(port_auth, "alice", "wrong", 0);
+    assert_int_equal(simplex_client_ping(a, g_srv.addr),
+                     SIMPLEX_ERR_PROXY_AUTH);
+    simplex_client_free(a);
+    /* isolation credentials: microsocks without auth refuses user/pass */
+    a = socks_client(port, NULL, NULL, 1);
+    assert_int_equal(simplex_client_ping(a, g_srv.addr),
+                     SIMPLEX_ERR_PROXY_AUTH);
+    simplex_client_free(a);
+    /* simplex-cli --socks5 */
+    snprintf(proxy, sizeof proxy, "127.0.0.1:%d", port);
+    {
+        char path[PATH_MAX];
+        int st = 0;
+        pid_t pid;
+        bin_path(path, sizeof path, "simplex-cli");
+        fflush(stdout);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            int dn = open("/dev/null", O_WRONLY);
+            if (dn >= 0)
+                dup2(dn, 1);
+            execl(path, "simplex-cli", "server-test", g_srv.addr, "--socks5",
+                  proxy, "--timeout", "5", (char *)NULL);
+            _exit(127);
+        }
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 0);
+    }
+    kill(p1, SIGTERM);
+    kill(p2, SIGTERM);
+    waitpid(p1, NULL, 0);
+    waitpid(p2, NULL, 0);
+}
+
+static void test_cli(void **state)
+{
+    char bad[300];
+    (void)state;
+    assert_int_equal(run_cli("server-test", g_srv.addr, "--timeout", "5"), 0);
+    wrong_key_addr(bad, sizeof bad, g_srv.addr);
+    assert_int_not_equal(run_cli("server-test", bad, "--timeout", "5"), 0);
+    assert_int_not_equal(run_cli("server-test", "smp://nonsense", NULL, NULL),
+                         0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_options_and_args),
+        cmocka_unit_test_setup_teardown(test_queue_pull, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_e2e, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_get_skey_off, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_callback_recursive,
+                                        ensure_server, kill_leftover),
+        cmocka_unit_test_setup_teardown(test_wrong_fingerprint, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_dead_host_first, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_connect_timeout, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_subscribe_batch, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_threads, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_keepalive, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_reconnect, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_socks5, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_cli, ensure_server,
+                                        kill_leftover),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
