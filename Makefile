@@ -74,7 +74,7 @@ all: libs examples $(SERVER_BIN)
 
 libs: $(STATIC) $(SHARED)
 
-tests: $(UNIT_BINS) $(SERVER_BIN)
+tests: $(UNIT_BINS) $(SERVER_BIN) $(EXAMPLE_BINS)
 replay: $(REPLAY_BINS)
 examples: $(EXAMPLE_BINS)
 benches: $(BENCH_BINS)
