@@ -3,7 +3,9 @@
  * simplex_client API) against the loopback SMP server, maximum-size
  * messages. Prints messages/s, p50/p99 latency and the client CPU time per
  * 1,000 messages, next to the unavoidable crypto for one message, and the
- * throughput with 1, 1,000 and 10,000 subscribed queues.
+ * throughput with 1, 1,000 and 10,000 subscribed queues. The CPU time is
+ * the whole process's (both clients and this program's own threads); the
+ * server runs in its own process and is not counted.
  *
  *   smp-throughput [--server smp://...] [--messages N] [--queues-max Q]
  *
@@ -44,15 +46,25 @@ static double cpu(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
-static void die(const char *what, int rc)
-{
-    fprintf(stderr, "smp-throughput: %s: %s\n", what, simplex_strerror(rc));
-    exit(1);
-}
-
 /* ---- the loopback server ---- */
 
 static pid_t server_pid;
+
+static void stop_server(void)
+{
+    if (server_pid > 0) {
+        kill(server_pid, SIGTERM);
+        waitpid(server_pid, NULL, 0);
+        server_pid = 0;
+    }
+}
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "smp-throughput: %s: %s\n", what, simplex_strerror(rc));
+    stop_server();
+    exit(1);
+}
 
 static void start_server(const char *argv0, char *addr, size_t cap)
 {
@@ -77,18 +89,12 @@ static void start_server(const char *argv0, char *addr, size_t cap)
     fp = fdopen(fds[0], "r");
     if (!fp || !fgets(addr, (int)cap, fp) || strncmp(addr, "smp://", 6) != 0) {
         fprintf(stderr, "smp-throughput: %s did not start\n", bin);
+        stop_server();
         exit(1);
     }
     addr[strcspn(addr, "\r\n")] = '\0';
 }
 
-static void stop_server(void)
-{
-    if (server_pid > 0) {
-        kill(server_pid, SIGTERM);
-        waitpid(server_pid, NULL, 0);
-    }
-}
 
 /* ---- one run ---- */
 
@@ -146,7 +152,7 @@ static void *receiver(void *arg)
         body = simplex_client_event_body(ev, &blen);
         qid = simplex_client_event_queue_id(ev, &qlen);
         mid = simplex_client_event_msg_id(ev, &idlen);
-        if (blen < 8) {
+        if (blen < 16) {
             r->failed = 1;
             simplex_client_event_free(ev);
             break;
@@ -154,12 +160,18 @@ static void *receiver(void *arg)
         memcpy(&seq, body, sizeof seq);
         if (seq < r->messages)
             r->latency[seq] = mono() - r->sent_at[seq];
-        /* find the queue to acknowledge on */
-        for (q = 0; q < r->n_queues; q++) {
-            size_t l;
-            const uint8_t *id = simplex_queue_recipient_id(r->queues[q], &l);
-            if (l == qlen && memcmp(id, qid, l) == 0)
-                break;
+        /* the sender wrote the queue's index after the sequence number;
+         * check it against the queue the message arrived on */
+        {
+            uint64_t qi;
+            size_t l = 0;
+            const uint8_t *id = NULL;
+            memcpy(&qi, body + 8, sizeof qi);
+            q = (size_t)qi;
+            if (q < r->n_queues)
+                id = simplex_queue_recipient_id(r->queues[q], &l);
+            if (!id || l != qlen || memcmp(id, qid, l) != 0)
+                q = r->n_queues;
         }
         if (q == r->n_queues ||
             simplex_client_ack(r->rcv, r->queues[q], mid, idlen) != 0) {
@@ -232,9 +244,10 @@ static void measure(run *r, size_t n_queues, int latency_only)
     for (size_t i = 0; i < r->messages && !r->failed; i++) {
         size_t q = i % n_queues, sl;
         const uint8_t *sid = simplex_queue_sender_id(r->queues[q], &sl);
-        uint64_t seq = i;
+        uint64_t seq = i, qi = q;
         int rc;
         memcpy(body, &seq, sizeof seq);
+        memcpy(body + 8, &qi, sizeof qi);
         pthread_mutex_lock(&win_mu);
         while (i - r->received >= r->window && !r->failed)
             pthread_cond_wait(&win_cv, &win_mu);

@@ -2,13 +2,16 @@
  * simplex-cli: command-line tool over the libsimplex SMP client.
  *
  *   simplex-cli server-test smp://<keyhash>@host[:port] [--timeout SECONDS]
- *                           [--socks5 host:port]
+ *                           [--socks5 host:port] [--proxy smp://...]
  *
  * server-test connects, creates a queue, secures it (SKEY by the sender
  * where the server supports it, as the reference agent's server test, else
  * KEY by the recipient), sends a message to it,
  * receives and acknowledges it, deletes the queue, and prints each step
- * with its latency. Exit status 0 when every step succeeded.
+ * with its latency. Exit status 0 when every step succeeded. With --proxy
+ * the message is sent through that SMP proxy server (private message
+ * routing: PRXY, then PFWD), so the tested server does not see the
+ * sender's address.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -30,7 +33,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: simplex-cli server-test smp://<keyhash>@host[:port] "
-            "[--timeout SECONDS] [--socks5 host:port]\n");
+            "[--timeout SECONDS] [--socks5 host:port] "
+            "[--proxy smp://<keyhash>@host[:port]]\n");
 }
 
 /* Prints the step and its outcome; returns rc. */
@@ -53,7 +57,7 @@ static int step(simplex_client *c, const char *name, double t0, int rc)
 }
 
 static int server_test(const char *server, unsigned timeout_s,
-                       const char *socks5)
+                       const char *socks5, const char *proxy)
 {
     simplex_client_options opts;
     simplex_client *c = NULL;
@@ -103,10 +107,17 @@ static int server_test(const char *server, unsigned timeout_s,
     if (rc)
         goto done;
     t0 = now_ms();
-    if ((rc = step(c, "send message (SEND)", t0,
-                   simplex_client_send(c, server, sid, sid_len, ssk, 0,
-                                       (const uint8_t *)text,
-                                       sizeof text - 1))))
+    if (proxy)
+        rc = step(c, "send via proxy (PFWD)", t0,
+                  simplex_client_send_via(c, proxy, server, sid, sid_len, ssk,
+                                          0, (const uint8_t *)text,
+                                          sizeof text - 1));
+    else
+        rc = step(c, "send message (SEND)", t0,
+                  simplex_client_send(c, server, sid, sid_len, ssk, 0,
+                                      (const uint8_t *)text,
+                                      sizeof text - 1));
+    if (rc)
         goto done;
     t0 = now_ms();
     for (;;) {
@@ -141,7 +152,7 @@ done:
 
 int main(int argc, char **argv)
 {
-    const char *server = NULL, *socks5 = NULL;
+    const char *server = NULL, *socks5 = NULL, *proxy = NULL;
     unsigned timeout_s = 10;
     int i, rc;
 
@@ -160,6 +171,8 @@ int main(int argc, char **argv)
             timeout_s = (unsigned)t;
         } else if (strcmp(argv[i], "--socks5") == 0 && i + 1 < argc) {
             socks5 = argv[++i];
+        } else if (strcmp(argv[i], "--proxy") == 0 && i + 1 < argc) {
+            proxy = argv[++i];
         } else if (!server && argv[i][0] != '-') {
             server = argv[i];
         } else {
@@ -175,7 +188,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "simplex_global_init failed\n");
         return 1;
     }
-    rc = server_test(server, timeout_s, socks5);
+    rc = server_test(server, timeout_s, socks5, proxy);
     simplex_global_cleanup();
     return rc;
 }

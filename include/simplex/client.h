@@ -288,6 +288,30 @@ simplex_client_send(simplex_client *c, const char *server,
                     const uint8_t *sender_private_key, unsigned flags,
                     const uint8_t *body, size_t body_len);
 
+/*
+ * SEND through an SMP proxy (private message routing, SMP v8+): the
+ * destination server only ever sees proxy_server's address. The first
+ * call for a (proxy, server) pair asks the proxy to connect to server
+ * (PRXY); the destination's certificate chain must match server's key
+ * hash and its session key must be signed by it, else SIMPLEX_ERR_SERVER
+ * with "ERR PROXY BROKER TRANSPORT HANDSHAKE IDENTITY". The session is
+ * then kept on the client and reused; one the proxy has forgotten
+ * (NO_SESSION) is asked for again once. The command is encrypted to the
+ * destination with a fresh key (PFWD), so the proxy cannot read it.
+ * Errors of the proxy are SIMPLEX_ERR_SERVER with last_error "ERR PROXY
+ * ..." (e.g. "ERR PROXY BASIC_AUTH" from a server that is not a proxy,
+ * "ERR PROXY BROKER NETWORK" when it cannot reach server); errors of the
+ * destination are SIMPLEX_ERR_SERVER with its error ("ERR AUTH", ...).
+ * The other arguments are those of simplex_client_send(); the proxy must
+ * speak SMP v8 or later (SIMPLEX_ERR_UNSUPPORTED otherwise).
+ */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_client_send_via(simplex_client *c, const char *proxy_server,
+                        const char *server, const uint8_t *sender_id,
+                        size_t sender_id_len,
+                        const uint8_t *sender_private_key, unsigned flags,
+                        const uint8_t *body, size_t body_len);
+
 /* ---- the per-queue end-to-end envelope ----------------------------------
  *
  * Optional helpers for the layer inside a MSG body (the reference's

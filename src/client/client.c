@@ -111,6 +111,7 @@ static void client_release(simplex_client *c)
     if (c->wake_fd[1] >= 0)
         close(c->wake_fd[1]);
     sx_tls_ctx_free(c->tls_ctx);
+    cl_relays_free(c);
     sx_free(c->proxy_host);
     if (c->proxy_user)
         sx_free_secret(c->proxy_user, strlen(c->proxy_user));
@@ -323,6 +324,32 @@ static int queue_req(simplex_client *c, cl_req *r, cl_op op,
     req_init(r, op);
     r->one.q = q;
     return req_server(c, r, q->server);
+}
+
+/* for client_proxy.c */
+int cl_api_enter(simplex_client *c)
+{
+    return enter(c);
+}
+
+void cl_api_req_init(cl_req *r, cl_op op)
+{
+    req_init(r, op);
+}
+
+int cl_api_req_server(simplex_client *c, cl_req *r, const char *server)
+{
+    return req_server(c, r, server);
+}
+
+int cl_api_run(simplex_client *c, cl_req *r)
+{
+    return run(c, r);
+}
+
+int cl_api_fail(simplex_client *c, int rc, const char *msg)
+{
+    return fail(c, rc, msg);
 }
 
 int simplex_client_connect(simplex_client *c, const char *server,

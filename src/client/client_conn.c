@@ -124,6 +124,7 @@ void cl_conn_free(cl_conn *k)
         k->subs = s->next;
         sx_free_secret(s, sizeof *s);
     }
+    sx_free(k->sub_tab);
     sx_free(k->server);
     sx_free_secret(k, sizeof *k);
 }
@@ -199,46 +200,105 @@ static void item_done(cl_conn *k, cl_req *r, cl_item *it, int rc,
         cl_req_finish(k->client, r, r->rc, "%s", r->err);
 }
 
-void cl_sub_add(cl_conn *k, const simplex_queue *q, int active)
+/* ---- subscriptions: a list (for resubscription) and a hash table by
+ * recipient id (a MSG finds its queue's secrets in O(1)) ---- */
+
+static size_t sub_bucket(const cl_conn *k, const uint8_t *id, size_t n)
 {
-    cl_sub *s;
-    for (s = k->subs; s; s = s->next)
-        if (s->rcv_id_len == q->rcv_id_len &&
-            memcmp(s->rcv_id, q->rcv_id, q->rcv_id_len) == 0)
-            break;
-    if (!s) {
-        s = sx_calloc(1, sizeof *s);
-        if (!s)
-            return;
-        s->next = k->subs;
-        k->subs = s;
+    /* FNV-1a, seeded per connection: ids are the server's choice */
+    uint64_t h = 14695981039346656037u ^ k->sub_seed;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        h ^= id[i];
+        h *= 1099511628211u;
     }
-    memcpy(s->rcv_id, q->rcv_id, q->rcv_id_len);
-    s->rcv_id_len = q->rcv_id_len;
-    memcpy(s->rcv_auth_sk, q->rcv_auth_sk, CL_KEY);
-    memcpy(s->dh_secret, q->dh_secret, CL_KEY);
-    s->active = active;
+    h ^= h >> 29;
+    return (size_t)h & (k->sub_cap - 1);
 }
 
 static cl_sub *sub_find(cl_conn *k, const uint8_t *id, size_t n)
 {
     cl_sub *s;
-    for (s = k->subs; s; s = s->next)
+    if (!k->sub_cap)
+        return NULL;
+    for (s = k->sub_tab[sub_bucket(k, id, n)]; s; s = s->hnext)
         if (s->rcv_id_len == n && memcmp(s->rcv_id, id, n) == 0)
             return s;
     return NULL;
 }
 
+/* Doubles the table (load factor <= 1); 0 when there is room. */
+static int sub_tab_reserve(cl_conn *k)
+{
+    size_t ncap, i;
+    cl_sub **nt, *s;
+    if (k->n_subs < k->sub_cap)
+        return 0;
+    ncap = k->sub_cap ? k->sub_cap * 2 : 64;
+    nt = sx_calloc(ncap, sizeof *nt);
+    if (!nt)
+        return k->sub_cap ? 0 : SIMPLEX_ERR_NOMEM; /* longer chains */
+    if (!k->sub_cap)
+        sx_random(&k->sub_seed, sizeof k->sub_seed);
+    sx_free(k->sub_tab);
+    k->sub_tab = nt;
+    k->sub_cap = ncap;
+    for (i = 0; i < ncap; i++)
+        nt[i] = NULL;
+    for (s = k->subs; s; s = s->next) {
+        size_t b = sub_bucket(k, s->rcv_id, s->rcv_id_len);
+        s->hnext = nt[b];
+        nt[b] = s;
+    }
+    return 0;
+}
+
+void cl_sub_add(cl_conn *k, const simplex_queue *q, int active)
+{
+    cl_sub *s = sub_find(k, q->rcv_id, q->rcv_id_len);
+    if (!s) {
+        size_t b;
+        if (sub_tab_reserve(k) < 0)
+            return;
+        s = sx_calloc(1, sizeof *s);
+        if (!s)
+            return;
+        memcpy(s->rcv_id, q->rcv_id, q->rcv_id_len);
+        s->rcv_id_len = q->rcv_id_len;
+        s->next = k->subs;
+        if (k->subs)
+            k->subs->prev = s;
+        k->subs = s;
+        b = sub_bucket(k, s->rcv_id, s->rcv_id_len);
+        s->hnext = k->sub_tab[b];
+        k->sub_tab[b] = s;
+        k->n_subs++;
+    }
+    memcpy(s->rcv_auth_sk, q->rcv_auth_sk, CL_KEY);
+    memcpy(s->dh_secret, q->dh_secret, CL_KEY);
+    s->active = active;
+}
+
 void cl_sub_remove(cl_conn *k, const uint8_t *id, size_t n)
 {
-    cl_sub **pp;
-    for (pp = &k->subs; *pp; pp = &(*pp)->next)
-        if ((*pp)->rcv_id_len == n && memcmp((*pp)->rcv_id, id, n) == 0) {
-            cl_sub *s = *pp;
-            *pp = s->next;
-            sx_free_secret(s, sizeof *s);
-            return;
-        }
+    cl_sub **pp, *s;
+    if (!k->sub_cap)
+        return;
+    for (pp = &k->sub_tab[sub_bucket(k, id, n)]; *pp; pp = &(*pp)->hnext)
+        if ((*pp)->rcv_id_len == n && memcmp((*pp)->rcv_id, id, n) == 0)
+            break;
+    s = *pp;
+    if (!s)
+        return;
+    *pp = s->hnext;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        k->subs = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    k->n_subs--;
+    sx_free_secret(s, sizeof *s);
 }
 
 static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
@@ -294,6 +354,12 @@ static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
         else
             auth.alg = SX_KEY_NONE;
         break;
+    case CL_OP_PRXY:
+    case CL_OP_PFWD:
+        if ((rc = cl_proxy_cmd(k, r, &cmd, &ent, &ent_len)) != 0)
+            return rc;
+        auth.alg = SX_KEY_NONE;
+        break;
     default: {
         /* recipient commands on it->q */
         static const sx_smp_cmd_tag tags[] = {
@@ -321,6 +387,7 @@ static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
     rc = sx_smp_session_submit(k->sess, ent, ent_len, &cmd, &auth,
                                (uint64_t)now, SX_SMP_SESSION_TIMEOUT_DEFAULT,
                                &id);
+    k->has_corr = 0;
     sx_memzero(pk, sizeof pk);
     if (rc < 0)
         return rc;
@@ -422,6 +489,11 @@ static void on_response(cl_conn *k, cl_req *r, cl_item *it,
         snprintf(err, sizeof err, "bad response from the server: %s",
                  simplex_strerror(e->code ? e->code : SIMPLEX_ERR_PARSE));
         item_done(k, r, it, e->code ? e->code : SIMPLEX_ERR_PARSE, err);
+        return;
+    }
+    if (r->op == CL_OP_PRXY || r->op == CL_OP_PFWD) {
+        rc = cl_proxy_response(r, m, err, sizeof err);
+        item_done(k, r, it, rc, err);
         return;
     }
     if (m->tag == SX_SMP_MSG_ERR) {

@@ -73,7 +73,9 @@ typedef enum cl_op {
     CL_OP_ACK,
     CL_OP_OFF,
     CL_OP_DEL,
-    CL_OP_QUE
+    CL_OP_QUE,
+    CL_OP_PRXY,                 /* client_proxy.c */
+    CL_OP_PFWD
 } cl_op;
 
 /* One command of a request (a request holds several only for SUB). */
@@ -110,6 +112,7 @@ typedef struct cl_req {
     simplex_client_event *ev;   /* GET */
     simplex_buf info;           /* QUE */
     int done;
+    void *ext;                  /* PRXY / PFWD: client_proxy.c's data */
     struct cl_req *next;        /* client inbox / connection wait list */
 } cl_req;
 
@@ -121,7 +124,8 @@ typedef struct cl_sub {
     uint8_t dh_secret[CL_KEY];
     int active;                 /* SUB answered OK (or MSG) */
     uint64_t request_id;        /* outstanding SUB during resubscription */
-    struct cl_sub *next;
+    struct cl_sub *next, *prev; /* the connection's list (O(1) removal) */
+    struct cl_sub *hnext;       /* the connection's hash bucket */
 } cl_sub;
 
 typedef enum cl_conn_state {
@@ -163,8 +167,16 @@ typedef struct cl_conn {
     cl_req *waiting;            /* requests waiting for READY */
     cl_pending *pending;
     cl_sub *subs;
+    /* subs by recipient id: every MSG looks its queue up, and a list walk
+     * made that O(subscriptions) (client_conn.c) */
+    cl_sub **sub_tab;
+    size_t sub_cap;             /* buckets, a power of two (0: none yet) */
+    size_t n_subs;
+    uint64_t sub_seed;
     uint8_t block[SX_SMP_BLOCK_SIZE];
     int have_out;               /* block holds an unsent block */
+    int has_corr;               /* the next corrId (PFWD: cl_sess_rng) */
+    uint8_t corr[SX_SMP_SESSION_CORR_ID_BYTES];
     struct cl_conn *next;
 } cl_conn;
 
@@ -185,6 +197,7 @@ struct simplex_client {
     simplex_client_event *ev_head, *ev_tail; /* under mu */
     char last_err[256];         /* under mu */
     cl_conn *conns;             /* I/O thread only */
+    struct cl_relay *relays;    /* under mu: proxied relay sessions */
 };
 
 /* client_loop.c */
@@ -216,6 +229,23 @@ void cl_conn_fail(cl_conn *k, int rc, const char *why, int64_t now);
 void cl_conn_add_req(cl_conn *k, cl_req *r, int64_t now);
 void cl_sub_add(cl_conn *k, const simplex_queue *q, int active);
 void cl_sub_remove(cl_conn *k, const uint8_t *id, size_t n);
+
+/* client.c: the synchronous call helpers, for client_proxy.c */
+int cl_api_enter(struct simplex_client *c);
+void cl_api_req_init(cl_req *r, cl_op op);
+int cl_api_req_server(struct simplex_client *c, cl_req *r, const char *server);
+int cl_api_run(struct simplex_client *c, cl_req *r);
+int cl_api_fail(struct simplex_client *c, int rc, const char *msg);
+
+/* client_proxy.c */
+/* The sessions' random source: the next corrId when one is set. */
+void cl_sess_rng(void *ctx, uint8_t *out, size_t n);
+/* PRXY / PFWD: the command (I/O thread). */
+int cl_proxy_cmd(cl_conn *k, cl_req *r, sx_smp_cmd *cmd,
+                 const uint8_t **ent, size_t *ent_len);
+/* PRXY / PFWD: the response (I/O thread); rc and the error text. */
+int cl_proxy_response(cl_req *r, const sx_smp_msg *m, char *err, size_t cap);
+void cl_relays_free(struct simplex_client *c);
 
 /* client_io.c */
 /* poll registration: fd, events and deadline (ms, -1: none) */

@@ -171,9 +171,14 @@ void *cl_loop_main(void *arg)
             sx_log(sx_default_logger(), SIMPLEX_LOG_ERROR,
                    "smp client: poll failed (%d)", errno);
         if (pfd[0].revents & POLLIN) {
+            /* a short read emptied the pipe: stopping there saves the
+             * read that would only fail with EAGAIN, once per wake-up */
             uint8_t buf[64];
-            while (read(c->wake_fd[0], buf, sizeof buf) > 0)
-                ;
+            ssize_t got;
+            do {
+                got = read(c->wake_fd[0], buf, sizeof buf);
+            } while (got == (ssize_t)sizeof buf ||
+                     (got < 0 && errno == EINTR));
         }
     }
     sx_free(pfd);

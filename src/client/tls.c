@@ -941,6 +941,31 @@ int sx_tls_read_block(sx_tls_conn *c, uint8_t *out, size_t cap)
         return failed_result(c);
     if (c->state != ST_OPEN)
         return SIMPLEX_ERR_INVALID_ARG;
+    if (c->rlen == 0) {
+        /* The usual case: the block is one whole record, read straight
+         * into out (no copy of 16 KB through rbuf and no wipe of it).
+         * Part of a block moves to rbuf, out is not kept between calls. */
+        size_t n = 0;
+        int ret;
+        ERR_clear_error();
+        ret = SSL_read_ex(c->ssl, out, BLOCK, &n);
+        if (ret == 1 && n == BLOCK) {
+            c->read_want = 0;
+            return SX_TLS_OK;
+        }
+        if (ret == 1) {
+            memcpy(c->rbuf, out, n);
+            sx_memzero(out, n);
+            c->rlen = n;
+        } else {
+            ret = ssl_result(c, 0, SX_TLS_R_PROTOCOL);
+            if (ret > 0) {
+                c->read_want = ret;
+                return ret;
+            }
+            return failed_result(c);
+        }
+    }
     while (c->rlen < BLOCK) {
         size_t n = 0;
         int ret;
@@ -1006,10 +1031,33 @@ int sx_tls_write_block(sx_tls_conn *c, const uint8_t *block, size_t len)
         return SIMPLEX_ERR_INVALID_ARG;
     if (c->wlen)
         return SIMPLEX_ERR_ALREADY;
-    memcpy(c->wbuf, block, BLOCK);
-    c->wlen = BLOCK;
-    c->woff = 0;
-    return sx_tls_flush(c);
+    {
+        /* The usual case: the record goes out at once from the caller's
+         * block. Only a block the socket did not take is copied to wbuf
+         * (for sx_tls_flush; SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows
+         * the retry from another address), saving a copy and a wipe. */
+        size_t off = 0;
+        for (;;) {
+            size_t n = 0;
+            int ret;
+            ERR_clear_error();
+            ret = SSL_write_ex(c->ssl, block + off, BLOCK - off, &n);
+            if (ret == 1) {
+                off += n;
+                if (off < BLOCK)
+                    continue;
+                c->write_want = 0;
+                return SX_TLS_OK;
+            }
+            ret = ssl_result(c, 0, SX_TLS_R_PROTOCOL);
+            memcpy(c->wbuf, block, BLOCK);
+            c->wlen = BLOCK;
+            c->woff = off;
+            if (ret > 0)
+                c->write_want = ret;
+            return ret;
+        }
+    }
 }
 
 int sx_tls_write_pending(const sx_tls_conn *c)

@@ -212,4 +212,14 @@ int sx_key_private_decode(sx_key_alg *alg, uint8_t *raw, size_t *raw_len,
 /* Known-answer self-test of the primitives above (simplex_selftest). */
 int sx_crypto_selftest(void);
 
+/* Ed25519 with the key expanded once (seed || public key, libsodium's
+ * 64-byte secret key): sx_ed25519_sign derives the public key on every
+ * call, a scalar multiplication as costly as the signature's own; a
+ * caller signing often with one key expands it once. Wipe x after use. */
+#define SX_ED25519_EXPANDED_BYTES 64
+int sx_ed25519_expand(uint8_t x[SX_ED25519_EXPANDED_BYTES],
+                      const uint8_t sk[SX_ED25519_SK_BYTES]);
+int sx_ed25519_sign_expanded(uint8_t sig[SX_ED25519_SIG_BYTES], const void *msg,
+                             size_t n, const uint8_t x[SX_ED25519_EXPANDED_BYTES]);
+
 #endif /* SX_CRYPTO_H */

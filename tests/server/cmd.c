@@ -497,11 +497,12 @@ void sc_process(srv_conn *c, const item *it, out *o)
         }
         break;
     case SX_SMP_CMD_PRXY:
-        /* this server is not configured as a proxy */
-        sc_resp_err(r, c, corr, ent, SX_SMP_ERR_PROXY, SX_SMP_PROXYERR_BASIC_AUTH);
+        /* without --proxy: PROXY BASIC_AUTH (proxy.c) */
+        sc_do_prxy(c, it, r);
         break;
     case SX_SMP_CMD_PFWD:
-        sc_resp_err(r, c, corr, ent, SX_SMP_ERR_PROXY, SX_SMP_PROXYERR_NO_SESSION);
+        /* without --proxy or a relay session: PROXY NO_SESSION */
+        sc_do_pfwd(c, it, r);
         break;
     case SX_SMP_CMD_RFWD:
         sc_do_rfwd(c, it, r);

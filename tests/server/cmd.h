@@ -85,4 +85,8 @@ void sc_process(srv_conn *c, const item *it, out *o);
 /* fwd.c */
 void sc_do_rfwd(srv_conn *c, const item *it, srv_resps *r);
 
+/* proxy.c */
+void sc_do_prxy(srv_conn *c, const item *it, srv_resps *r);
+void sc_do_pfwd(srv_conn *c, const item *it, srv_resps *r);
+
 #endif

@@ -1,7 +1,7 @@
 /*
  * smp-test-server: loopback SMP server for the tests and the demo.
  *
- *   smp-test-server --port PORT [--dir DIR] [--store-log FILE]
+ *   smp-test-server --port PORT [--dir DIR] [--store-log FILE] [--proxy]
  *   (--port 0: a free port, shown in the printed address)
  *
  * Prints smp://<key hash>@127.0.0.1:PORT as the first line of stdout, then
@@ -364,7 +364,7 @@ static int bound_port(int fd)
 static void usage(void)
 {
     fprintf(stderr, "usage: smp-test-server --port PORT [--dir DIR] "
-                    "[--store-log FILE]\n");
+                    "[--store-log FILE] [--proxy]\n");
 }
 
 int main(int argc, char **argv)
@@ -382,6 +382,8 @@ int main(int argc, char **argv)
             dir = argv[++i];
         else if (strcmp(argv[i], "--store-log") == 0 && i + 1 < argc)
             log = argv[++i];
+        else if (strcmp(argv[i], "--proxy") == 0)
+            g_proxy_enabled = 1;
         else {
             usage();
             return 2;
@@ -472,6 +474,7 @@ int main(int argc, char **argv)
         g_conns = c->next;
         conn_free(c);
     }
+    srv_proxy_close_all();
     close(lfd);
     SSL_CTX_free(ctx);
     srv_store_close();

@@ -187,4 +187,9 @@ void srv_process_block(srv_conn *c, const uint8_t *content, size_t n, int bad);
 void srv_conn_unsubscribe(srv_conn *c);
 void srv_cmd_init(void);
 
+/* ---- the proxy role (proxy.c) ---- */
+extern int g_proxy_enabled;      /* --proxy */
+/* Closes the connections to destination relays. */
+void srv_proxy_close_all(void);
+
 #endif

@@ -1157,6 +1157,249 @@ static void test_cli(void **state)
                          0);
 }
 
+/* ---- proxied sending (private message routing) ---- */
+
+/* Starts a loopback server with --proxy on port (0: any), keeping its
+ * credentials in dir when given. */
+static void proxy_server_start(server *s, int port, const char *dir)
+{
+    char path[PATH_MAX], portstr[16];
+    char *argv[7];
+    int fds[2];
+    size_t got = 0;
+
+    bin_path(path, sizeof path, "smp-test-server");
+    assert_int_equal(access(path, X_OK), 0);
+    snprintf(portstr, sizeof portstr, "%d", port);
+    argv[0] = path;
+    argv[1] = "--port";
+    argv[2] = portstr;
+    argv[3] = "--proxy";
+    argv[4] = dir ? "--dir" : NULL;
+    argv[5] = (char *)dir;
+    argv[6] = NULL;
+    assert_int_equal(pipe(fds), 0);
+    fflush(stdout);
+    s->pid = fork();
+    assert_true(s->pid >= 0);
+    if (s->pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(path, argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    g_running = s->pid; /* killed by kill_leftover() when a test fails */
+    while (got < sizeof s->addr - 1) {
+        char ch;
+        ssize_t n = read(fds[0], &ch, 1);
+        if (n != 1) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+            fail_msg("the proxy server did not start");
+        }
+        if (ch == '\n')
+            break;
+        s->addr[got++] = ch;
+    }
+    s->addr[got] = 0;
+    close(fds[0]);
+    assert_memory_equal(s->addr, "smp://", 6);
+}
+
+static void proxy_server_stop(server *s)
+{
+    int st = 0;
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGTERM);
+    waitpid(s->pid, &st, 0);
+    s->pid = -1;
+    g_running = g_srv.pid > 0 ? g_srv.pid : -1;
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void expect_last_error(simplex_client *c, const char *text)
+{
+    simplex_buf m = {NULL, 0};
+    assert_int_equal(simplex_client_last_error(c, &m), 0);
+    assert_non_null(m.data);
+    if (strcmp((const char *)m.data, text) != 0)
+        fail_msg("last error \"%s\", expected \"%s\"", (const char *)m.data,
+                 text);
+    simplex_buf_dispose(&m);
+}
+
+/* The sender sends through a proxy server to a queue on the destination:
+ * the recipient gets the MSG; the session is reused; errors of the
+ * destination come back as they are; a proxy that restarted and forgot
+ * the session (NO_SESSION) is asked again. */
+static void test_proxy_send(void **state)
+{
+    server px;
+    simplex_client *rcv = new_client(NULL, NULL), *snd = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    simplex_client_event *ev;
+    uint8_t spk[32], ssk[32], osk[32], opk[32];
+    const uint8_t *sid;
+    size_t sid_len;
+    int port = free_port();
+    static const char *const texts[] = {"via proxy 1", "via proxy 2",
+                                        "via proxy 3"};
+    (void)state;
+
+    char dir[] = "/tmp/sx-proxy-XXXXXX", old[256];
+    assert_non_null(mkdtemp(dir));
+    proxy_server_start(&px, port, dir);
+    assert_int_equal(simplex_client_create_queue(rcv, &q, g_srv.addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+    assert_int_equal(simplex_client_secure_queue(rcv, q, spk), 0);
+    sid = simplex_queue_sender_id(q, &sid_len);
+
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(simplex_client_send_via(
+                             snd, px.addr, g_srv.addr, sid, sid_len, ssk, 0,
+                             (const uint8_t *)texts[i], strlen(texts[i])),
+                         0);
+        ev = wait_event(rcv, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+        check_body(ev, texts[i]);
+        {
+            size_t ml;
+            const uint8_t *mid = simplex_client_event_msg_id(ev, &ml);
+            assert_int_equal(simplex_client_ack(rcv, q, mid, ml), 0);
+        }
+        simplex_client_event_free(ev);
+    }
+
+    /* the destination refuses: a wrong sender key, an unknown queue */
+    assert_int_equal(simplex_client_generate_auth_key(opk, osk), 0);
+    assert_int_equal(simplex_client_send_via(snd, px.addr, g_srv.addr, sid,
+                                             sid_len, osk, 0,
+                                             (const uint8_t *)"x", 1),
+                     SIMPLEX_ERR_SERVER);
+    expect_last_error(snd, "ERR AUTH");
+    {
+        uint8_t nosuch[24];
+        memset(nosuch, 7, sizeof nosuch);
+        assert_int_equal(simplex_client_send_via(snd, px.addr, g_srv.addr,
+                                                 nosuch, sizeof nosuch, ssk, 0,
+                                                 (const uint8_t *)"x", 1),
+                         SIMPLEX_ERR_SERVER);
+        expect_last_error(snd, "ERR AUTH");
+    }
+
+    /* the proxy restarts on the same port: the cached session is gone
+     * there (NO_SESSION) and is set up again */
+    snprintf(old, sizeof old, "%s", px.addr);
+    proxy_server_stop(&px);
+    proxy_server_start(&px, port, dir);
+    assert_string_equal(px.addr, old);
+    assert_int_equal(simplex_client_send_via(
+                         snd, px.addr, g_srv.addr, sid, sid_len, ssk,
+                         SIMPLEX_SEND_NOTIFICATION,
+                         (const uint8_t *)texts[2], strlen(texts[2])),
+                     0);
+    ev = wait_event(rcv, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+    check_body(ev, texts[2]);
+    simplex_client_event_free(ev);
+
+    /* bad arguments */
+    assert_int_equal(simplex_client_send_via(snd, NULL, g_srv.addr, sid,
+                                             sid_len, ssk, 0,
+                                             (const uint8_t *)"x", 1),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_send_via(snd, "smp://nonsense",
+                                             g_srv.addr, sid, sid_len, ssk, 0,
+                                             (const uint8_t *)"x", 1),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_send_via(snd, px.addr, g_srv.addr, sid,
+                                             0, ssk, 0,
+                                             (const uint8_t *)"x", 1),
+                     SIMPLEX_ERR_INVALID_ARG);
+
+    simplex_client_free(snd);
+    simplex_client_free(rcv);
+    simplex_queue_free(q);
+    proxy_server_stop(&px);
+    {
+        static const char *const files[] = {"ca.crt", "ca.key", "server.crt",
+                                            "server.key"};
+        char f[PATH_MAX];
+        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+            snprintf(f, sizeof f, "%s/%s", dir, files[i]);
+            unlink(f);
+        }
+        rmdir(dir);
+    }
+}
+
+/* A destination address with a wrong key hash: the proxy cannot
+ * connect to it (unknown CA), PROXY BROKER NETWORK; a server that is not
+ * a proxy: PROXY BASIC_AUTH. */
+static void test_proxy_errors(void **state)
+{
+    server px;
+    simplex_client *snd = new_client(NULL, NULL);
+    char bad[300];
+    uint8_t sid[24], pk[32], sk[32];
+    (void)state;
+
+    memset(sid, 1, sizeof sid);
+    assert_int_equal(simplex_client_generate_auth_key(pk, sk), 0);
+    proxy_server_start(&px, 0, NULL);
+    wrong_key_addr(bad, sizeof bad, g_srv.addr);
+    assert_int_equal(simplex_client_send_via(snd, px.addr, bad, sid,
+                                             sizeof sid, sk, 0,
+                                             (const uint8_t *)"x", 1),
+                     SIMPLEX_ERR_SERVER);
+    expect_last_error(snd, "ERR PROXY BROKER NETWORK");
+    /* a port nobody listens on: the same */
+    {
+        char dead[300];
+        const char *at = strchr(g_srv.addr, '@');
+        assert_non_null(at);
+        snprintf(dead, sizeof dead, "%.*s@127.0.0.1:%d",
+                 (int)(at - g_srv.addr), g_srv.addr, free_port());
+        assert_int_equal(simplex_client_send_via(snd, px.addr, dead, sid,
+                                                 sizeof sid, sk, 0,
+                                                 (const uint8_t *)"x", 1),
+                         SIMPLEX_ERR_SERVER);
+        expect_last_error(snd, "ERR PROXY BROKER NETWORK");
+    }
+    /* the good address still works through the same proxy */
+    assert_int_equal(simplex_client_send_via(snd, px.addr, g_srv.addr, sid,
+                                             sizeof sid, sk, 0,
+                                             (const uint8_t *)"x", 1),
+                     SIMPLEX_ERR_SERVER);
+    expect_last_error(snd, "ERR AUTH");
+    /* the destination server itself is no proxy */
+    assert_int_equal(simplex_client_send_via(snd, g_srv.addr, px.addr, sid,
+                                             sizeof sid, sk, 0,
+                                             (const uint8_t *)"x", 1),
+                     SIMPLEX_ERR_SERVER);
+    expect_last_error(snd, "ERR PROXY BASIC_AUTH");
+    simplex_client_free(snd);
+    proxy_server_stop(&px);
+}
+
+/* simplex-cli server-test <destination> --proxy <proxy> */
+static void test_proxy_cli(void **state)
+{
+    server px;
+    (void)state;
+    proxy_server_start(&px, 0, NULL);
+    assert_int_equal(run_cli("server-test", g_srv.addr, "--proxy", px.addr),
+                     0);
+    /* through a server that is not a proxy: the send step fails */
+    assert_int_not_equal(run_cli("server-test", px.addr, "--proxy",
+                                 g_srv.addr),
+                         0);
+    proxy_server_stop(&px);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1186,6 +1429,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_socks5, ensure_server,
                                         kill_leftover),
         cmocka_unit_test_setup_teardown(test_cli, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_proxy_send, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_proxy_errors, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_proxy_cli, ensure_server,
                                         kill_leftover),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

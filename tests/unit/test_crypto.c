@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sodium.h>
 
 #include "crypto/crypto.h"
 #include "simplex/simplex.h"
@@ -858,6 +859,61 @@ static void test_rfc8032_ed25519(void **state)
         assert_memory_equal(got, sig, 64);
         assert_int_equal(sx_ed25519_verify(sig, ml ? msg : NULL, ml, pk),
                          SIMPLEX_OK);
+        {
+            /* the expanded key is seed || public key and signs the same */
+            uint8_t x[SX_ED25519_EXPANDED_BYTES];
+            assert_int_equal(sx_ed25519_expand(x, sk), SIMPLEX_OK);
+            assert_memory_equal(x, sk, 32);
+            assert_memory_equal(x + 32, pk, 32);
+            memset(got, 0, sizeof got);
+            assert_int_equal(
+                sx_ed25519_sign_expanded(got, ml ? msg : NULL, ml, x),
+                SIMPLEX_OK);
+            assert_memory_equal(got, sig, 64);
+        }
+    }
+}
+
+/* sx_ed25519_sign_expanded computes RFC 8032 signing itself (OpenSSL's
+ * SHA-512): the same bytes as libsodium's, every length, up to a block. */
+static void test_ed25519_expanded_matches_sodium(void **state)
+{
+    static uint8_t msg[17000];
+    static const size_t lens[] = {0,   1,    31,   32,   63,    64,   111,
+                                  112, 127,  128,  129,  1000,  16048,
+                                  16384, 17000};
+    (void)state;
+    sx_random(msg, sizeof msg);
+    for (int k = 0; k < 8; k++) {
+        uint8_t pk[32], sk[32], x[SX_ED25519_EXPANDED_BYTES];
+        assert_int_equal(sx_ed25519_keypair(pk, sk), SIMPLEX_OK);
+        assert_int_equal(sx_ed25519_expand(x, sk), SIMPLEX_OK);
+        assert_memory_equal(x + 32, pk, 32);
+        for (size_t i = 0; i < SX_ARRAY_LEN(lens); i++) {
+            uint8_t a[64], b[64];
+            const void *m = lens[i] ? msg + k : NULL;
+            size_t n = lens[i] > sizeof msg - (size_t)k ? lens[i] - (size_t)k
+                                                         : lens[i];
+            assert_int_equal(sx_ed25519_sign(a, m, n, sk), SIMPLEX_OK);
+            assert_int_equal(sx_ed25519_sign_expanded(b, m, n, x), SIMPLEX_OK);
+            assert_memory_equal(a, b, 64);
+            assert_int_equal(crypto_sign_ed25519_detached(b, NULL,
+                                                          n ? m : msg, n, x),
+                             0);
+            assert_memory_equal(a, b, 64);
+            assert_int_equal(sx_ed25519_verify(a, m, n, pk), SIMPLEX_OK);
+        }
+    }
+    {
+        uint8_t sig[64], x[SX_ED25519_EXPANDED_BYTES] = {0};
+        assert_int_equal(sx_ed25519_expand(NULL, msg), SIMPLEX_ERR_INVALID_ARG);
+        assert_int_equal(sx_ed25519_expand(x, NULL), SIMPLEX_ERR_INVALID_ARG);
+        assert_int_equal(sx_ed25519_sign_expanded(NULL, msg, 1, x),
+                         SIMPLEX_ERR_INVALID_ARG);
+        assert_int_equal(sx_ed25519_sign_expanded(sig, NULL, 1, x),
+                         SIMPLEX_ERR_INVALID_ARG);
+        assert_int_equal(sx_ed25519_sign_expanded(sig, msg, 1, NULL),
+                         SIMPLEX_ERR_INVALID_ARG);
     }
 }
 
@@ -923,6 +979,7 @@ int main(void)
         cmocka_unit_test(test_rfc7748_x25519),
         cmocka_unit_test(test_rfc7748_x448),
         cmocka_unit_test(test_rfc8032_ed25519),
+        cmocka_unit_test(test_ed25519_expanded_matches_sodium),
         cmocka_unit_test(test_rfc8032_ed448),
         cmocka_unit_test(test_selftest),
     };
