@@ -89,6 +89,11 @@ typedef struct srv_queue {
     /* the subscribed connection (queueSubscribers) */
     struct srv_conn *subscriber;
     struct srv_conn *ntf_subscriber;
+    /* store.c's hash indexes by rid, sid, nid and link id */
+    struct srv_queue *h_next[4];
+    uint64_t h_hash[4];
+    unsigned h_in;                /* bit k: in index k */
+    uint64_t seq;                 /* creation order */
 } srv_queue;
 
 int srv_store_open_log(const char *path); /* replays then appends */

@@ -30,7 +30,7 @@
 static srv_queue *g_queues;
 static FILE *g_log;
 
-static srv_queue *q_alloc(void);
+static srv_queue *q_alloc(const uint8_t *rid, const uint8_t *sid);
 
 int64_t srv_now(void)
 {
@@ -42,39 +42,123 @@ srv_queue *srv_q_first(void)
     return g_queues;
 }
 
-static srv_queue *find(const uint8_t *id, size_t n, size_t off)
+/* ---- hash indexes: one chained table per id kind ----
+ * A queue is in the rid and sid tables from creation, in the nid table
+ * while has_ntf and in the link table while has_link. Each queue keeps its
+ * chain link and hash per table. When ids repeat, the newest queue (highest
+ * seq) wins, as the list walk this replaces did. */
+
+enum { K_RID, K_SID, K_NID, K_LINK, K_N };
+
+typedef struct {
+    srv_queue **b;
+    size_t cap, n; /* cap: 0 or a power of two */
+} qtab;
+
+static qtab g_tab[K_N];
+static uint64_t g_seq;
+
+static uint64_t id_hash(const uint8_t *p, size_t n)
 {
-    if (n != SRV_ID_BYTES)
+    uint64_t h = 14695981039346656037u; /* FNV-1a, then a final mix */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211u;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    return h;
+}
+
+static const uint8_t *q_key(const srv_queue *q, int k, size_t *n)
+{
+    *n = k == K_LINK ? q->link_len : SRV_ID_BYTES;
+    return k == K_RID ? q->rid : k == K_SID ? q->sid
+         : k == K_NID ? q->nid : q->link_id;
+}
+
+static void tab_grow(qtab *t, int k)
+{
+    size_t cap = t->cap ? t->cap * 2 : 64;
+    srv_queue **b = calloc(cap, sizeof *b);
+    if (!b)
+        abort();
+    for (size_t i = 0; i < t->cap; i++)
+        while (t->b[i]) {
+            srv_queue *q = t->b[i];
+            t->b[i] = q->h_next[k];
+            q->h_next[k] = b[q->h_hash[k] & (cap - 1)];
+            b[q->h_hash[k] & (cap - 1)] = q;
+        }
+    free(t->b);
+    t->b = b;
+    t->cap = cap;
+}
+
+static void idx_del(srv_queue *q, int k)
+{
+    qtab *t = &g_tab[k];
+    if (!(q->h_in & (1u << k)))
+        return;
+    for (srv_queue **pp = &t->b[q->h_hash[k] & (t->cap - 1)]; *pp;
+         pp = &(*pp)->h_next[k])
+        if (*pp == q) {
+            *pp = q->h_next[k];
+            break;
+        }
+    q->h_in &= ~(1u << k);
+    t->n--;
+}
+
+/* (Re)indexes q under its current id of kind k. */
+static void idx_add(srv_queue *q, int k)
+{
+    qtab *t = &g_tab[k];
+    size_t n, i;
+    const uint8_t *id = q_key(q, k, &n);
+    idx_del(q, k);
+    if (t->n >= t->cap / 2)
+        tab_grow(t, k);
+    q->h_hash[k] = id_hash(id, n);
+    i = q->h_hash[k] & (t->cap - 1);
+    q->h_next[k] = t->b[i];
+    t->b[i] = q;
+    q->h_in |= 1u << k;
+    t->n++;
+}
+
+static srv_queue *find(int k, const uint8_t *id, size_t n)
+{
+    qtab *t = &g_tab[k];
+    srv_queue *best = NULL;
+    uint64_t h;
+    if ((k != K_LINK && n != SRV_ID_BYTES) || t->n == 0)
         return NULL;
-    for (srv_queue *q = g_queues; q; q = q->next) {
-        const uint8_t *qid = (const uint8_t *)q + off;
-        if (off == offsetof(srv_queue, nid) && !q->has_ntf)
-            continue;
-        if (memcmp(qid, id, n) == 0)
-            return q;
+    h = id_hash(id, n);
+    for (srv_queue *q = t->b[h & (t->cap - 1)]; q; q = q->h_next[k]) {
+        size_t qn;
+        const uint8_t *qid = q_key(q, k, &qn);
+        if (q->h_hash[k] == h && qn == n && memcmp(qid, id, n) == 0 &&
+            (!best || q->seq > best->seq))
+            best = q;
     }
-    return NULL;
+    return best;
 }
 
 srv_queue *srv_q_by_rid(const uint8_t *id, size_t n)
 {
-    return find(id, n, offsetof(srv_queue, rid));
+    return find(K_RID, id, n);
 }
 srv_queue *srv_q_by_sid(const uint8_t *id, size_t n)
 {
-    return find(id, n, offsetof(srv_queue, sid));
+    return find(K_SID, id, n);
 }
 srv_queue *srv_q_by_nid(const uint8_t *id, size_t n)
 {
-    return find(id, n, offsetof(srv_queue, nid));
+    return find(K_NID, id, n);
 }
-
 srv_queue *srv_q_by_link(const uint8_t *id, size_t n)
 {
-    for (srv_queue *q = g_queues; q; q = q->next)
-        if (q->has_link && q->link_len == n && memcmp(q->link_id, id, n) == 0)
-            return q;
-    return NULL;
+    return find(K_LINK, id, n);
 }
 
 static int id_used(const uint8_t *id)
@@ -86,20 +170,17 @@ static int id_used(const uint8_t *id)
 srv_queue *srv_q_new_with(const uint8_t *sid)
 {
     uint8_t rid[SRV_ID_BYTES];
-    srv_queue *q;
     if (!sid)
         return srv_q_new();
     sx_random(rid, sizeof rid);
     if (id_used(rid) || id_used(sid) || !memcmp(rid, sid, sizeof rid))
         return NULL;
-    q = q_alloc();
-    memcpy(q->rid, rid, sizeof rid);
-    memcpy(q->sid, sid, SRV_ID_BYTES);
-    return q;
+    return q_alloc(rid, sid);
 }
 
 static void link_free(srv_queue *q)
 {
+    idx_del(q, K_LINK);
     free(q->fixed_data);
     free(q->user_data);
     q->fixed_data = q->user_data = NULL;
@@ -129,14 +210,20 @@ static void link_set(srv_queue *q, const uint8_t *lid, size_t lid_len,
     q->fixed_len = fixed_len;
     q->user_data = dup_bytes(user, user_len);
     q->user_len = user_len;
+    idx_add(q, K_LINK);
 }
 
-static srv_queue *q_alloc(void)
+static srv_queue *q_alloc(const uint8_t *rid, const uint8_t *sid)
 {
     srv_queue *q = calloc(1, sizeof *q);
     if (!q)
         abort();
     q->can_write = 1;
+    q->seq = ++g_seq;
+    memcpy(q->rid, rid, SRV_ID_BYTES);
+    memcpy(q->sid, sid, SRV_ID_BYTES);
+    idx_add(q, K_RID);
+    idx_add(q, K_SID);
     q->next = g_queues;
     g_queues = q;
     return q;
@@ -150,10 +237,7 @@ srv_queue *srv_q_new(void)
         sx_random(sid, sizeof sid);
         if (id_used(rid) || id_used(sid) || !memcmp(rid, sid, sizeof rid))
             continue;
-        srv_queue *q = q_alloc();
-        memcpy(q->rid, rid, sizeof rid);
-        memcpy(q->sid, sid, sizeof sid);
-        return q;
+        return q_alloc(rid, sid);
     }
     return NULL;
 }
@@ -289,6 +373,7 @@ void srv_q_set_ntf(srv_queue *q, const uint8_t nid[SRV_ID_BYTES],
     srv_q_ntfs_clear(q);
     q->has_ntf = 1;
     memcpy(q->nid, nid, SRV_ID_BYTES);
+    idx_add(q, K_NID);
     q->ntf_key = *k;
     memcpy(q->ntf_dh_secret, secret, 32);
     if (!g_log)
@@ -304,6 +389,7 @@ void srv_q_del_ntf(srv_queue *q)
 {
     sx_wr w;
     q->has_ntf = 0;
+    idx_del(q, K_NID);
     q->ntf_subscriber = NULL;
     srv_q_ntfs_clear(q);
     if (!g_log)
@@ -337,6 +423,8 @@ void srv_q_delete(srv_queue *q)
             *pp = q->next;
             break;
         }
+    for (int k = 0; k < K_N; k++)
+        idx_del(q, k);
     msgs_free(q);
     link_free(q);
     srv_q_ntfs_clear(q);
@@ -503,12 +591,13 @@ static int replay(char *line)
     if (n < 2 || field_fixed(rid, sizeof rid, f[1]) < 0)
         return -1;
     if (strcmp(f[0], "NEW") == 0) {
+        uint8_t sid[SRV_ID_BYTES] = {0};
+        int bad;
         if (n != 6 || id_used(rid))
             return -1;
-        q = q_alloc();
-        memcpy(q->rid, rid, sizeof rid);
-        if (field_fixed(q->sid, SRV_ID_BYTES, f[2]) < 0 ||
-            field_key(&q->rcv_keys[0], f[3]) < 0 ||
+        bad = field_fixed(sid, sizeof sid, f[2]) < 0; /* sid stays 0 */
+        q = q_alloc(rid, sid);
+        if (bad || field_key(&q->rcv_keys[0], f[3]) < 0 ||
             field_fixed(q->rcv_dh_secret, 32, f[4]) < 0)
             return -1;
         q->mode = f[5][0] == '-' ? 0 : f[5][0];
@@ -548,13 +637,15 @@ static int replay(char *line)
         srv_q_delete(q);
         g_log = keep;
     } else if (strcmp(f[0], "NKEY") == 0 && n == 5) {
+        int bad = field_fixed(q->nid, SRV_ID_BYTES, f[2]) < 0;
         q->has_ntf = 1;
-        if (field_fixed(q->nid, SRV_ID_BYTES, f[2]) < 0 ||
-            field_key(&q->ntf_key, f[3]) < 0 ||
+        idx_add(q, K_NID);
+        if (bad || field_key(&q->ntf_key, f[3]) < 0 ||
             field_fixed(q->ntf_dh_secret, 32, f[4]) < 0)
             return -1;
     } else if (strcmp(f[0], "NDEL") == 0) {
         q->has_ntf = 0;
+        idx_del(q, K_NID);
     } else if (strcmp(f[0], "MSG") == 0 && n == 6) {
         uint8_t id[SRV_ID_BYTES];
         sx_wr body;
@@ -617,6 +708,10 @@ void srv_store_close(void)
         msgs_free(q);
         link_free(q);
         free(q);
+    }
+    for (int k = 0; k < K_N; k++) {
+        free(g_tab[k].b);
+        g_tab[k] = (qtab){0};
     }
     if (g_log)
         fclose(g_log);
