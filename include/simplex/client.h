@@ -62,6 +62,8 @@ SIMPLEX_API size_t simplex_client_key_bytes(void);
 typedef struct simplex_client simplex_client;
 typedef struct simplex_queue simplex_queue;
 typedef struct simplex_client_event simplex_client_event;
+/* A queue's notifier credentials (NKEY), held by the notifier. */
+typedef struct simplex_notifier simplex_notifier;
 
 /* ---- events ------------------------------------------------------------- */
 
@@ -72,7 +74,11 @@ typedef enum simplex_client_event_type {
     SIMPLEX_CLIENT_EVENT_DELD = 3,  /* the queue was deleted on the server */
     SIMPLEX_CLIENT_EVENT_DOWN = 4,  /* a connection with subscriptions broke */
     SIMPLEX_CLIENT_EVENT_UP = 5,    /* it is back, resubscription started */
-    SIMPLEX_CLIENT_EVENT_ERROR = 6  /* an asynchronous failure (see code) */
+    SIMPLEX_CLIENT_EVENT_ERROR = 6, /* an asynchronous failure (see code) */
+    SIMPLEX_CLIENT_EVENT_NMSG = 7   /* a message notification on a queue
+                                       subscribed with NSUB (queue id: the
+                                       notifier id; body: the encrypted
+                                       metadata, see simplex_notifier_decrypt) */
 } simplex_client_event_type;
 
 /*
@@ -386,6 +392,58 @@ SIMPLEX_API SIMPLEX_WARN_UNUSED int
 simplex_queue_import(simplex_queue **out, const uint8_t *data, size_t len);
 /* Wipes and frees. NULL accepted. */
 SIMPLEX_API void simplex_queue_free(simplex_queue *q);
+
+/* ---- notifications ------------------------------------------------------ */
+
+/*
+ * NKEY, by the recipient of q: generates the notifier's auth and DH keys,
+ * enables notifications on q and returns the notifier credentials in *out
+ * (free with simplex_notifier_free; persist with simplex_notifier_export).
+ * A new NKEY replaces the previous notifier. On failure *out is NULL.
+ */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_client_enable_notifications(simplex_client *c, simplex_notifier **out,
+                                    const simplex_queue *q);
+/* NDEL, by the recipient of q: disables notifications (the notifier's
+ * subscription ends with a DELD event). */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_client_disable_notifications(simplex_client *c,
+                                     const simplex_queue *q);
+/* NSUB, by the notifier: subscribes to the notifications of n's queue;
+ * they arrive as SIMPLEX_CLIENT_EVENT_NMSG events. The subscription is
+ * renewed after reconnection like SUB's. */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_client_subscribe_notifications(simplex_client *c,
+                                       const simplex_notifier *n);
+/* NMSG: the 24-byte nonce of the encrypted metadata, borrowed; NULL for
+ * other events. */
+SIMPLEX_API const uint8_t *
+simplex_client_event_nonce(const simplex_client_event *ev);
+/*
+ * Decrypts an NMSG event's metadata with n's DH secret: the message id
+ * into msg_id (the caller's, simplex_buf_dispose()) and its server
+ * timestamp (seconds) into *timestamp. SIMPLEX_ERR_INVALID_ARG when ev is
+ * not an NMSG of n's queue.
+ */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_notifier_decrypt(simplex_buf *msg_id, int64_t *timestamp,
+                         const simplex_notifier *n,
+                         const simplex_client_event *ev);
+
+/* All borrowed from n. */
+SIMPLEX_API const char *simplex_notifier_server(const simplex_notifier *n);
+SIMPLEX_API const uint8_t *simplex_notifier_id(const simplex_notifier *n,
+                                               size_t *len);
+/* Serialises n, secrets included, in a versioned binary form (out: the
+ * caller's, simplex_buf_dispose() wipes it). */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_notifier_export(const simplex_notifier *n, simplex_buf *out);
+/* Reads what simplex_notifier_export() wrote. On failure *out is NULL. */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_notifier_import(simplex_notifier **out, const uint8_t *data,
+                        size_t len);
+/* Wipes and frees. NULL accepted. */
+SIMPLEX_API void simplex_notifier_free(simplex_notifier *n);
 
 #ifdef __cplusplus
 }

@@ -253,16 +253,16 @@ static int sub_tab_reserve(cl_conn *k)
     return 0;
 }
 
-void cl_sub_add(cl_conn *k, const simplex_queue *q, int active)
+cl_sub *cl_sub_add(cl_conn *k, const simplex_queue *q, int active)
 {
     cl_sub *s = sub_find(k, q->rcv_id, q->rcv_id_len);
     if (!s) {
         size_t b;
         if (sub_tab_reserve(k) < 0)
-            return;
+            return NULL;
         s = sx_calloc(1, sizeof *s);
         if (!s)
-            return;
+            return NULL;
         memcpy(s->rcv_id, q->rcv_id, q->rcv_id_len);
         s->rcv_id_len = q->rcv_id_len;
         s->next = k->subs;
@@ -277,6 +277,8 @@ void cl_sub_add(cl_conn *k, const simplex_queue *q, int active)
     memcpy(s->rcv_auth_sk, q->rcv_auth_sk, CL_KEY);
     memcpy(s->dh_secret, q->dh_secret, CL_KEY);
     s->active = active;
+    s->ntf = 0;
+    return s;
 }
 
 void cl_sub_remove(cl_conn *k, const uint8_t *id, size_t n)
@@ -354,6 +356,12 @@ static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
         else
             auth.alg = SX_KEY_NONE;
         break;
+    case CL_OP_NKEY:
+        cl_ntf_nkey_cmd(r, &cmd);
+        auth.priv = it->q->rcv_auth_sk;
+        ent = it->q->rcv_id;
+        ent_len = it->q->rcv_id_len;
+        break;
     case CL_OP_PRXY:
     case CL_OP_PFWD:
         if ((rc = cl_proxy_cmd(k, r, &cmd, &ent, &ent_len)) != 0)
@@ -366,7 +374,8 @@ static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
             [CL_OP_KEY] = SX_SMP_CMD_KEY, [CL_OP_SUB] = SX_SMP_CMD_SUB,
             [CL_OP_GET] = SX_SMP_CMD_GET, [CL_OP_ACK] = SX_SMP_CMD_ACK,
             [CL_OP_OFF] = SX_SMP_CMD_OFF, [CL_OP_DEL] = SX_SMP_CMD_DEL,
-            [CL_OP_QUE] = SX_SMP_CMD_QUE};
+            [CL_OP_QUE] = SX_SMP_CMD_QUE, [CL_OP_NDEL] = SX_SMP_CMD_NDEL,
+            [CL_OP_NSUB] = SX_SMP_CMD_NSUB};
         if ((size_t)r->op >= SX_ARRAY_LEN(tags) || !tags[r->op] || !it->q)
             return SIMPLEX_ERR_INTERNAL;
         sx_smp_cmd_init(&cmd, tags[r->op]);
@@ -379,8 +388,11 @@ static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
         auth.priv = it->q->rcv_auth_sk;
         ent = it->q->rcv_id;
         ent_len = it->q->rcv_id_len;
-        if (r->op == CL_OP_SUB)
-            cl_sub_add(k, it->q, 0);
+        if (r->op == CL_OP_SUB || r->op == CL_OP_NSUB) {
+            cl_sub *s = cl_sub_add(k, it->q, 0);
+            if (s)
+                s->ntf = r->op == CL_OP_NSUB;
+        }
         break;
     }
     }
@@ -501,7 +513,7 @@ static void on_response(cl_conn *k, cl_req *r, cl_item *it,
             item_done(k, r, it, 0, NULL);
             return;
         }
-        if (r->op == CL_OP_SUB)
+        if (r->op == CL_OP_SUB || r->op == CL_OP_NSUB)
             cl_sub_remove(k, it->q->rcv_id, it->q->rcv_id_len);
         snprintf(err, sizeof err, "ERR %s%s", err_type_name(&m->err),
                  m->err.type == SX_SMP_ERR_CMD ? cmd_err_name(m->err.cmd)
@@ -545,6 +557,18 @@ static void on_response(cl_conn *k, cl_req *r, cl_item *it,
         } else {
             rc = SIMPLEX_ERR_PARSE;
         }
+        break;
+    case CL_OP_NSUB:
+        if (m->tag == SX_SMP_MSG_OK || m->tag == SX_SMP_MSG_SOK) {
+            cl_sub *s = sub_find(k, it->q->rcv_id, it->q->rcv_id_len);
+            if (s)
+                s->active = 1;
+        } else {
+            rc = SIMPLEX_ERR_PARSE;
+        }
+        break;
+    case CL_OP_NKEY:
+        rc = cl_ntf_on_nid(r, m);
         break;
     case CL_OP_GET:
         /* the server answers OK when the queue is empty */
@@ -606,7 +630,7 @@ static void on_resub(cl_conn *k, const sx_smp_session_event *e)
         (e->msg.tag == SX_SMP_MSG_OK || e->msg.tag == SX_SMP_MSG_SOK ||
          e->msg.tag == SX_SMP_MSG_MSG)) {
         s->active = 1;
-        if (e->msg.tag == SX_SMP_MSG_MSG)
+        if (e->msg.tag == SX_SMP_MSG_MSG && !s->ntf)
             deliver_msg(k, s->rcv_id, s->rcv_id_len, s->dh_secret, &e->msg);
         return;
     }
@@ -625,7 +649,7 @@ static void resubscribe(cl_conn *k, int64_t now)
         uint64_t id = 0;
         int rc;
         nx = s->next;
-        sx_smp_cmd_init(&cmd, SX_SMP_CMD_SUB);
+        sx_smp_cmd_init(&cmd, s->ntf ? SX_SMP_CMD_NSUB : SX_SMP_CMD_SUB);
         rc = sx_smp_session_submit(k->sess, s->rcv_id, s->rcv_id_len, &cmd,
                                    &auth, (uint64_t)now,
                                    SX_SMP_SESSION_TIMEOUT_DEFAULT, &id);
@@ -663,7 +687,12 @@ static void on_server_event(cl_conn *k, const sx_smp_session_event *e)
         return;
     switch (e->msg.tag) {
     case SX_SMP_MSG_MSG:
-        deliver_msg(k, s->rcv_id, s->rcv_id_len, s->dh_secret, &e->msg);
+        if (!s->ntf)
+            deliver_msg(k, s->rcv_id, s->rcv_id_len, s->dh_secret, &e->msg);
+        return;
+    case SX_SMP_MSG_NMSG:
+        if (s->ntf)
+            cl_ntf_deliver(k, s, &e->msg);
         return;
     case SX_SMP_MSG_END:
     case SX_SMP_MSG_DELD:

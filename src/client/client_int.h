@@ -34,6 +34,16 @@ struct simplex_queue {
     int sender_can_secure;
 };
 
+struct simplex_notifier {
+    char *server;
+    uint8_t ntf_id[CL_ID_MAX];
+    size_t ntf_id_len;
+    uint8_t ntf_auth_pk[CL_KEY], ntf_auth_sk[CL_KEY];
+    uint8_t ntf_dh_pk[CL_KEY], ntf_dh_sk[CL_KEY];
+    uint8_t srv_dh_pk[CL_KEY];
+    uint8_t dh_secret[CL_KEY];
+};
+
 struct simplex_client_event {
     simplex_client_event_type type;
     char *server;
@@ -47,6 +57,7 @@ struct simplex_client_event {
     size_t body_len;
     int error;
     char *message;
+    uint8_t nonce[24];          /* NMSG */
     struct simplex_client_event *next; /* the pull queue */
 };
 
@@ -75,7 +86,10 @@ typedef enum cl_op {
     CL_OP_DEL,
     CL_OP_QUE,
     CL_OP_PRXY,                 /* client_proxy.c */
-    CL_OP_PFWD
+    CL_OP_PFWD,
+    CL_OP_NKEY,                 /* client_ntf.c */
+    CL_OP_NDEL,
+    CL_OP_NSUB
 } cl_op;
 
 /* One command of a request (a request holds several only for SUB). */
@@ -101,6 +115,7 @@ typedef struct cl_req {
     size_t body_len;
     unsigned flags;
     simplex_queue *new_q;       /* NEW: filled in */
+    simplex_notifier *new_n;    /* NKEY: filled in */
     size_t n_items;
     cl_item *items;
     cl_item one;
@@ -123,6 +138,7 @@ typedef struct cl_sub {
     uint8_t rcv_auth_sk[CL_KEY];
     uint8_t dh_secret[CL_KEY];
     int active;                 /* SUB answered OK (or MSG) */
+    int ntf;                    /* an NSUB (rcv_*: the notifier's) */
     uint64_t request_id;        /* outstanding SUB during resubscription */
     struct cl_sub *next, *prev; /* the connection's list (O(1) removal) */
     struct cl_sub *hnext;       /* the connection's hash bucket */
@@ -227,7 +243,7 @@ void cl_conn_free(cl_conn *k);
 /* Drops the connection with rc: fails its requests, plans reconnection. */
 void cl_conn_fail(cl_conn *k, int rc, const char *why, int64_t now);
 void cl_conn_add_req(cl_conn *k, cl_req *r, int64_t now);
-void cl_sub_add(cl_conn *k, const simplex_queue *q, int active);
+cl_sub *cl_sub_add(cl_conn *k, const simplex_queue *q, int active);
 void cl_sub_remove(cl_conn *k, const uint8_t *id, size_t n);
 
 /* client.c: the synchronous call helpers, for client_proxy.c */
@@ -246,6 +262,14 @@ int cl_proxy_cmd(cl_conn *k, cl_req *r, sx_smp_cmd *cmd,
 /* PRXY / PFWD: the response (I/O thread); rc and the error text. */
 int cl_proxy_response(cl_req *r, const sx_smp_msg *m, char *err, size_t cap);
 void cl_relays_free(struct simplex_client *c);
+
+/* client_ntf.c (I/O thread) */
+/* NKEY: the command's keys. */
+void cl_ntf_nkey_cmd(const cl_req *r, sx_smp_cmd *cmd);
+/* NKEY: the NID response into r->new_n. */
+int cl_ntf_on_nid(cl_req *r, const sx_smp_msg *m);
+/* NMSG on a notifier subscription: emits the event. */
+void cl_ntf_deliver(cl_conn *k, const cl_sub *s, const sx_smp_msg *m);
 
 /* client_io.c */
 /* poll registration: fd, events and deadline (ms, -1: none) */

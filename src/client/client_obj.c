@@ -191,6 +191,7 @@ int simplex_client_event_copy(simplex_client_event **out,
     e->ts = ev->ts;
     e->flags = ev->flags;
     e->error = ev->error;
+    memcpy(e->nonce, ev->nonce, sizeof e->nonce);
     if (ev->body_len) {
         e->body = sx_malloc(ev->body_len);
         if (!e->body)

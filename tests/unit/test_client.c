@@ -1400,6 +1400,176 @@ static void test_proxy_cli(void **state)
     proxy_server_stop(&px);
 }
 
+/* ---- notifications (NKEY / NSUB / NMSG / NDEL) ---- */
+
+static void send_ntf(simplex_client *c, const simplex_queue *q,
+                     const char *text)
+{
+    size_t sl;
+    const uint8_t *sid = simplex_queue_sender_id(q, &sl);
+    assert_int_equal(simplex_client_send(c, simplex_queue_server(q), sid, sl,
+                                         NULL, SIMPLEX_SEND_NOTIFICATION,
+                                         (const uint8_t *)text, strlen(text)),
+                     0);
+}
+
+/* NKEY -> NID; a second client NSUBs with the (exported and imported)
+ * notifier credentials; a SEND with the notification flag gives it an NMSG
+ * whose metadata names the message; NDEL ends its subscription (DELD). */
+static void test_notifications(void **state)
+{
+    simplex_client *a = new_client(NULL, NULL);
+    simplex_client *b = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    simplex_notifier *nt = NULL, *nt2 = NULL;
+    simplex_client_event *ev = NULL, *msg = NULL, *cp = NULL;
+    simplex_buf ex = {NULL, 0}, mid = {NULL, 0};
+    const uint8_t *nid, *qid, *gid;
+    size_t nl, ql, gl;
+    int64_t ts = 0;
+    (void)state;
+
+    assert_int_equal(simplex_client_create_queue(a, &q, g_srv.addr, 0), 0);
+    assert_int_equal(simplex_client_enable_notifications(a, &nt, q), 0);
+    assert_non_null(nt);
+    nid = simplex_notifier_id(nt, &nl);
+    assert_non_null(nid);
+    assert_true(nl > 0);
+    assert_string_equal(simplex_notifier_server(nt), g_srv.addr);
+    assert_int_equal(simplex_notifier_export(nt, &ex), 0);
+    assert_int_equal(simplex_notifier_import(&nt2, ex.data, ex.len), 0);
+    simplex_buf_dispose(&ex);
+    {
+        size_t l2;
+        const uint8_t *id2 = simplex_notifier_id(nt2, &l2);
+        assert_int_equal(l2, nl);
+        assert_memory_equal(id2, nid, nl);
+    }
+    assert_int_equal(simplex_client_subscribe_notifications(b, nt2), 0);
+
+    send_ntf(a, q, "notified");
+    ev = wait_event(b, SIMPLEX_CLIENT_EVENT_NMSG, 5000);
+    qid = simplex_client_event_queue_id(ev, &ql);
+    assert_int_equal(ql, nl);
+    assert_memory_equal(qid, nid, nl);
+    assert_non_null(simplex_client_event_nonce(ev));
+    /* a copy keeps the nonce */
+    assert_int_equal(simplex_client_event_copy(&cp, ev), 0);
+    assert_memory_equal(simplex_client_event_nonce(cp),
+                        simplex_client_event_nonce(ev), 24);
+    assert_int_equal(simplex_notifier_decrypt(&mid, &ts, nt, cp), 0);
+    simplex_client_event_free(cp);
+    assert_true(mid.len > 0);
+    assert_int_equal(simplex_client_get(a, q, &msg), 0);
+    assert_non_null(msg);
+    check_body(msg, "notified");
+    gid = simplex_client_event_msg_id(msg, &gl);
+    assert_int_equal(gl, mid.len);
+    assert_memory_equal(gid, mid.data, gl);
+    assert_true(ts == simplex_client_event_timestamp(msg));
+    assert_int_equal(simplex_client_ack(a, q, gid, gl), 0);
+    simplex_client_event_free(msg);
+    simplex_buf_dispose(&mid);
+    /* not an NMSG: refused */
+    assert_null(simplex_client_event_nonce(NULL));
+    assert_int_equal(simplex_notifier_decrypt(&mid, &ts, nt, NULL),
+                     SIMPLEX_ERR_INVALID_ARG);
+    simplex_client_event_free(ev);
+
+    /* a message without the flag notifies nobody; the next one does */
+    send_text(a, q, NULL, "quiet");
+    send_ntf(a, q, "again");
+    ev = wait_event(b, SIMPLEX_CLIENT_EVENT_NMSG, 5000);
+    assert_int_equal(simplex_notifier_decrypt(&mid, &ts, nt2, ev), 0);
+    simplex_buf_dispose(&mid);
+    simplex_client_event_free(ev);
+
+    /* NDEL: the notifier's subscription is deleted */
+    assert_int_equal(simplex_client_disable_notifications(a, q), 0);
+    ev = wait_event(b, SIMPLEX_CLIENT_EVENT_DELD, 5000);
+    qid = simplex_client_event_queue_id(ev, &ql);
+    assert_int_equal(ql, nl);
+    assert_memory_equal(qid, nid, nl);
+    simplex_client_event_free(ev);
+    /* and NSUB now fails */
+    assert_int_equal(simplex_client_subscribe_notifications(b, nt2),
+                     SIMPLEX_ERR_SERVER);
+
+    assert_int_equal(simplex_client_delete(a, q), 0);
+    simplex_notifier_free(nt);
+    simplex_notifier_free(nt2);
+    simplex_queue_free(q);
+    simplex_client_free(b);
+    simplex_client_free(a);
+}
+
+/* NSUB with a wrong key: the server refuses (AUTH); bad arguments and
+ * bad exports are refused locally. */
+static void test_notification_errors(void **state)
+{
+    simplex_client *a = new_client(NULL, NULL);
+    simplex_client *b = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    simplex_notifier *nt = NULL, *bad = NULL;
+    simplex_buf ex = {NULL, 0}, m = {NULL, 0};
+    size_t nl, off;
+    (void)state;
+
+    assert_int_equal(simplex_client_create_queue(a, &q, g_srv.addr, 0), 0);
+    assert_int_equal(simplex_client_enable_notifications(NULL, &nt, q),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_enable_notifications(a, NULL, q),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_enable_notifications(a, &nt, NULL),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_null(nt);
+    assert_int_equal(simplex_client_disable_notifications(a, NULL),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_subscribe_notifications(b, NULL),
+                     SIMPLEX_ERR_INVALID_ARG);
+
+    assert_int_equal(simplex_client_enable_notifications(a, &nt, q), 0);
+    (void)simplex_notifier_id(nt, &nl);
+    assert_int_equal(simplex_notifier_export(nt, &ex), 0);
+    /* version, server, notifier id, then the auth key */
+    off = 1 + 1 + strlen(g_srv.addr) + 1 + nl;
+    assert_true(ex.len > off + 32);
+    ex.data[off] ^= 0x5a;
+    assert_int_equal(simplex_notifier_import(&bad, ex.data, ex.len), 0);
+    assert_int_equal(simplex_client_subscribe_notifications(b, bad),
+                     SIMPLEX_ERR_SERVER);
+    assert_int_equal(simplex_client_last_error(b, &m), 0);
+    assert_non_null(m.data);
+    assert_true(strncmp((const char *)m.data, "ERR", 3) == 0);
+    simplex_buf_dispose(&m);
+    simplex_notifier_free(bad);
+    bad = NULL;
+    /* the right key still works afterwards */
+    assert_int_equal(simplex_client_subscribe_notifications(b, nt), 0);
+
+    /* unsupported version, truncated data */
+    ex.data[0] = 99;
+    assert_int_equal(simplex_notifier_import(&bad, ex.data, ex.len),
+                     SIMPLEX_ERR_UNSUPPORTED);
+    assert_null(bad);
+    ex.data[0] = 1;
+    assert_true(simplex_notifier_import(&bad, ex.data, ex.len - 1) < 0);
+    assert_null(bad);
+    simplex_buf_dispose(&ex);
+    assert_int_equal(simplex_notifier_export(NULL, &ex),
+                     SIMPLEX_ERR_INVALID_ARG);
+
+    /* NDEL without notifications is fine (OK) */
+    assert_int_equal(simplex_client_disable_notifications(a, q), 0);
+    assert_int_equal(simplex_client_disable_notifications(a, q), 0);
+    assert_int_equal(simplex_client_delete(a, q), 0);
+    simplex_notifier_free(nt);
+    simplex_notifier_free(NULL);
+    simplex_queue_free(q);
+    simplex_client_free(b);
+    simplex_client_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1436,6 +1606,10 @@ int main(void)
                                         kill_leftover),
         cmocka_unit_test_setup_teardown(test_proxy_cli, ensure_server,
                                         kill_leftover),
+        cmocka_unit_test_setup_teardown(test_notifications, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_notification_errors,
+                                        ensure_server, kill_leftover),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
