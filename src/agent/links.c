@@ -53,7 +53,9 @@ static void wr_fail(sx_wr *w, int rc)
         w->err = rc;
 }
 
-static void wr_x448_spki_short(sx_wr *w, const uint8_t k[SX_X448_BYTES])
+/* Writes an X448 public key's SPKI DER: as a short string (binary form)
+ * or as base64url (link form). */
+static void wr_x448_spki(sx_wr *w, const uint8_t k[SX_X448_BYTES], int b64)
 {
     uint8_t der[SX_KEY_DER_MAX];
     size_t len = 0;
@@ -62,19 +64,10 @@ static void wr_x448_spki_short(sx_wr *w, const uint8_t k[SX_X448_BYTES])
         wr_fail(w, rc);
         return;
     }
-    sx_wr_short(w, der, len);
-}
-
-static void wr_x448_spki_b64(sx_wr *w, const uint8_t k[SX_X448_BYTES])
-{
-    uint8_t der[SX_KEY_DER_MAX];
-    size_t len = 0;
-    int rc = sx_key_public_encode(der, sizeof der, &len, SX_KEY_X448, k);
-    if (rc) {
-        wr_fail(w, rc);
-        return;
-    }
-    sx_b64url_encode(w, der, len);
+    if (b64)
+        sx_b64url_encode(w, der, len);
+    else
+        sx_wr_short(w, der, len);
 }
 
 /* ---- E2E ratchet params, link form ---- */
@@ -85,9 +78,9 @@ void sx_e2e_params_uri_print(sx_wr *w, const sx_e2e_params_uri *e)
     sx_wr_str(w, "v=");
     sx_vrange_str_encode(w, e->vrange);
     sx_wr_str(w, "&x3dh=");
-    wr_x448_spki_b64(w, e->k1);
+    wr_x448_spki(w, e->k1, 1);
     sx_wr_u8(w, ',');
-    wr_x448_spki_b64(w, e->k2);
+    wr_x448_spki(w, e->k2, 1);
     if (e->kem == SX_KEM_PROPOSED && e->vrange.max >= SX_E2E_VERSION_PQ) {
         sx_wr_str(w, "&kem_key=");
         sx_b64url_encode(w, e->kem_pk, SX_KEM_PK_BYTES);
@@ -194,8 +187,8 @@ int sx_e2e_params_uri_parse(sx_e2e_params_uri *out, const char *s, size_t n)
 void sx_e2e_params_uri_encode(sx_wr *w, const sx_e2e_params_uri *e)
 {
     sx_vrange_encode(w, e->vrange);
-    wr_x448_spki_short(w, e->k1);
-    wr_x448_spki_short(w, e->k2);
+    wr_x448_spki(w, e->k1, 0);
+    wr_x448_spki(w, e->k2, 0);
     if (e->kem != SX_KEM_NONE && e->kem != SX_KEM_PROPOSED) {
         wr_fail(w, SIMPLEX_ERR_INVALID_ARG);
         return;
