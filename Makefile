@@ -24,7 +24,7 @@ O       ?= build
 LIBOUT  ?= lib
 PKG_CONFIG ?= pkg-config
 
-DEPS_PC := libsodium libssl libcrypto
+DEPS_PC := libsodium libssl libcrypto sqlite3
 
 # Package flags are looked up lazily so that `make check` can install the
 # packages before anything needs them.

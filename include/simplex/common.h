@@ -87,7 +87,12 @@ typedef enum simplex_error {
     SIMPLEX_ERR_SERVER_IDENTITY = -25, /* server is not the one addressed */
     SIMPLEX_ERR_PROXY = -26,           /* the SOCKS proxy refused or failed */
     SIMPLEX_ERR_PROXY_AUTH = -27,      /* the SOCKS proxy refused our login */
-    SIMPLEX_ERR_SERVER = -28           /* the SMP server answered ERR */
+    SIMPLEX_ERR_SERVER = -28,          /* the SMP server answered ERR */
+    SIMPLEX_ERR_NOT_FOUND = -29,       /* no such connection or message */
+    SIMPLEX_ERR_STATE = -30,           /* not allowed in the current state */
+    SIMPLEX_ERR_STORE = -31,           /* the database failed */
+    SIMPLEX_ERR_VERSION = -32,         /* the peer's versions are incompatible */
+    SIMPLEX_ERR_LAST = -32             /* the lowest code defined so far */
 } simplex_error;
 
 /* A static, human-readable description of an error code (never NULL). */

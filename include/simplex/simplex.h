@@ -7,5 +7,6 @@
 
 #include "simplex/common.h"
 #include "simplex/client.h"
+#include "simplex/agent.h"
 
 #endif /* SIMPLEX_SIMPLEX_H */

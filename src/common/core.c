@@ -154,6 +154,10 @@ static const char *const error_text[] = {
     "SOCKS proxy failure",
     "SOCKS proxy authentication failed",
     "the SMP server refused the command",
+    "no such connection or message",
+    "not allowed in the connection's current state",
+    "database failure",
+    "incompatible protocol versions",
 };
 
 const char *simplex_strerror(int code)
