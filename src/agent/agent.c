@@ -383,9 +383,29 @@ static void *agent_main(void *arg)
     simplex_agent *a = arg;
     for (;;) {
         ag_job *j = NULL;
+        int64_t *resub = NULL;
+        size_t n_resub = 0;
         pthread_mutex_lock(&a->qmu);
-        while (!a->stop && !a->jobs && !(a->cb && a->evs))
-            pthread_cond_wait(&a->qcv, &a->qmu);
+        while (!a->stop && !a->jobs && !(a->cb && a->evs)) {
+            if (a->n_resub) {
+                int64_t now = ag_now_ms();
+                struct timespec dl;
+                int64_t wait;
+                if (a->resub_at_ms <= now)
+                    break;
+                wait = a->resub_at_ms - now;
+                clock_gettime(CLOCK_REALTIME, &dl);
+                dl.tv_sec += wait / 1000;
+                dl.tv_nsec += (long)(wait % 1000) * 1000000L;
+                if (dl.tv_nsec >= 1000000000L) {
+                    dl.tv_sec++;
+                    dl.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&a->qcv, &a->qmu, &dl);
+            } else {
+                pthread_cond_wait(&a->qcv, &a->qmu);
+            }
+        }
         if (a->stop) {
             pthread_mutex_unlock(&a->qmu);
             break;
@@ -395,15 +415,24 @@ static void *agent_main(void *arg)
             a->jobs = j->next;
             if (!a->jobs)
                 a->jobs_tail = NULL;
+        } else if (a->n_resub && a->resub_at_ms <= ag_now_ms()) {
+            resub = a->resub;
+            n_resub = a->n_resub;
+            a->resub = NULL;
+            a->n_resub = 0;
         }
         pthread_mutex_unlock(&a->qmu);
         if (j) {
             if (j->cev)
                 ag_process_client_event(a, j->cev);
             else
-                (void)ag_subscribe_all(a);
+                (void)ag_subscribe(a, NULL, 0);
             simplex_client_event_free(j->cev);
             sx_free(j);
+        }
+        if (resub) {
+            (void)ag_subscribe(a, resub, n_resub);
+            sx_free(resub);
         }
         if (a->cb)
             dispatch(a);
@@ -447,6 +476,7 @@ static void agent_destroy(simplex_agent *a)
         a->evs = e->next;
         simplex_agent_event_free(e);
     }
+    sx_free(a->resub);
     sx_store_close(&a->st);
     for (i = 0; i < a->n_servers; i++)
         sx_free(a->servers[i]);
@@ -610,5 +640,5 @@ int simplex_agent_subscribe_all(simplex_agent *a)
 {
     if (!a)
         return ag_fail(SIMPLEX_ERR_INVALID_ARG, "NULL agent");
-    return ag_subscribe_all(a);
+    return ag_subscribe(a, NULL, 0);
 }

@@ -21,6 +21,7 @@
  *   HELLO; each side has CON once it has sent and received HELLO.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -2319,26 +2320,36 @@ void ag_process_client_event(simplex_agent *a, const simplex_client_event *ev)
     }
 }
 
-int ag_subscribe_all(simplex_agent *a)
+static int cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+int ag_subscribe(simplex_agent *a, const int64_t *only, size_t n_only)
 {
     sqlite3_stmt *st;
     simplex_queue **qs = NULL;
     char (*ids)[SIMPLEX_AGENT_ID_MAX] = NULL;
+    int64_t *rq_ids = NULL, *retry = NULL;
     int *res = NULL;
-    size_t n = 0, cap = 0, i;
+    size_t n = 0, cap = 0, i, n_retry = 0;
     int rc;
 
     pthread_mutex_lock(&a->mu);
     rc = sx_store_prepare(&a->st, &st,
-                          "SELECT q.queue, c.ext_id FROM rcv_queues q "
-                          "JOIN connections c ON c.conn_id = q.conn_id "
-                          "ORDER BY q.rq_id");
+                          "SELECT q.queue, c.ext_id, q.rq_id FROM "
+                          "rcv_queues q JOIN connections c ON "
+                          "c.conn_id = q.conn_id ORDER BY q.rq_id");
     while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
         simplex_queue *q = NULL;
+        int64_t rq_id = sqlite3_column_int64(st, 2);
+        if (only && !bsearch(&rq_id, only, n_only, sizeof *only, cmp_i64))
+            continue;
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 64;
             void *p1 = sx_realloc(qs, nc * sizeof *qs);
-            void *p2;
+            void *p2, *p3;
             if (!p1) {
                 rc = SIMPLEX_ERR_NOMEM;
                 break;
@@ -2350,12 +2361,19 @@ int ag_subscribe_all(simplex_agent *a)
                 break;
             }
             ids = p2;
+            p3 = sx_realloc(rq_ids, nc * sizeof *rq_ids);
+            if (!p3) {
+                rc = SIMPLEX_ERR_NOMEM;
+                break;
+            }
+            rq_ids = p3;
             cap = nc;
         }
         if (simplex_queue_import(&q, sqlite3_column_blob(st, 0),
                                  (size_t)sqlite3_column_bytes(st, 0)) != 0)
             continue;
         qs[n] = q;
+        rq_ids[n] = rq_id;
         snprintf(ids[n], SIMPLEX_AGENT_ID_MAX, "%s",
                  (const char *)sqlite3_column_text(st, 1));
         n++;
@@ -2365,7 +2383,8 @@ int ag_subscribe_all(simplex_agent *a)
     pthread_mutex_unlock(&a->mu);
     if (rc == 0 && n) {
         res = sx_calloc(n, sizeof *res);
-        if (!res)
+        retry = sx_calloc(n, sizeof *retry);
+        if (!res || !retry)
             rc = SIMPLEX_ERR_NOMEM;
     }
     if (rc == 0 && n) {
@@ -2374,21 +2393,45 @@ int ag_subscribe_all(simplex_agent *a)
                                      res) != 0) {
             /* the per-queue results say which */
         }
-        for (i = 0; i < n; i++)
-            if (res[i] != 0) {
-                ag_emit_err(a, ids[i], res[i], "subscribing %s failed: %s",
+        for (i = 0; i < n; i++) {
+            if (res[i] == 0)
+                continue;
+            if (ag_temporary(res[i]))
+                retry[n_retry++] = rq_ids[i];
+            else
+                ag_emit_err(a, ids[i], res[i], "subscribing on %s failed: %s",
                             simplex_queue_server(qs[i]),
                             simplex_strerror(res[i]));
-                if (rc == 0)
-                    rc = res[i];
-            }
+            if (rc == 0)
+                rc = res[i];
+        }
     }
+    pthread_mutex_lock(&a->qmu);
+    sx_free(a->resub);
+    a->resub = n_retry ? retry : NULL;
+    a->n_resub = n_retry;
+    if (n_retry) {
+        retry = NULL;
+        a->resub_delay_ms = a->resub_delay_ms
+                                ? (a->resub_delay_ms * 3 / 2 > 60000
+                                       ? 60000
+                                       : a->resub_delay_ms * 3 / 2)
+                                : 1000;
+        a->resub_at_ms = ag_now_ms() + a->resub_delay_ms;
+    } else {
+        a->resub_delay_ms = 0;
+    }
+    pthread_cond_signal(&a->qcv);
+    pthread_mutex_unlock(&a->qmu);
     for (i = 0; i < n; i++)
         simplex_queue_free(qs[i]);
     sx_free(qs);
     sx_free(ids);
+    sx_free(rq_ids);
+    sx_free(retry);
     sx_free(res);
     if (rc)
-        return ag_fail(rc, "subscribing the stored connections failed");
+        return ag_fail(rc, "subscribing the stored connections failed%s",
+                       n_retry ? " (retrying)" : "");
     return ag_fail(0, "%s", "");
 }

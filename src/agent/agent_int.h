@@ -114,6 +114,13 @@ struct simplex_agent {
     struct simplex_agent_event *evs, *evs_tail;
     int stop;
 
+    /* receive queues whose subscription failed for a network reason,
+     * subscribed again by the agent thread (under qmu) */
+    int64_t *resub;
+    size_t n_resub;
+    int64_t resub_at_ms;
+    unsigned resub_delay_ms;
+
     pthread_t thread;
     int thread_started;
     ag_worker workers[AG_WORKERS];
@@ -155,8 +162,10 @@ const char *ag_next_server(simplex_agent *a, const char *avoid);
 /* ---- agent_conn.c ---- */
 /* Processes one client event on the agent thread. */
 void ag_process_client_event(simplex_agent *a, const simplex_client_event *ev);
-/* Subscribes every stored receive queue (no lock held on entry). */
-int ag_subscribe_all(simplex_agent *a);
+/* Subscribes the stored receive queues (no lock held on entry): all of
+ * them, or only those in ids (sorted rq ids) when ids is not NULL. Queues
+ * that fail for a network reason are queued for a retry. */
+int ag_subscribe(simplex_agent *a, const int64_t *ids, size_t n_ids);
 /* Store helpers (under a->mu): a send queue by id (> 0) or the
  * connection's primary one; status updates. */
 int ag_load_sq(simplex_agent *a, ag_sq *out, int64_t sq_id, int64_t conn_id);

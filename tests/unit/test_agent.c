@@ -15,6 +15,9 @@
 #include <string.h>
 #include <signal.h>
 #include <unistd.h>
+#include <time.h>
+#include <pthread.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -23,6 +26,17 @@
 #include "server.h"
 
 static tsrv g_srv, g_srv2;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int mkdir_p(const char *d)
+{
+    return mkdir(d, 0700) == 0 ? 0 : -1;
+}
 static char g_dir[] = "/tmp/sx-agent-XXXXXX";
 
 typedef struct peer {
@@ -228,6 +242,374 @@ static void test_standard(void **state)
     conversation(SIMPLEX_AGENT_NO_SENDER_SECURE);
 }
 
+
+/* Alice talks to Bob and Carol, who use a second server. */
+static void test_three_agents_two_servers(void **state)
+{
+    peer alice, bob, carol, alice2;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    memset(&carol, 0, sizeof carol);
+    if (g_srv2.pid <= 0)
+        assert_int_equal(tsrv_start(&g_srv2, 0, NULL, NULL, NULL), 0);
+    peer_open(&alice, "alice3", g_srv.addr, 0);
+    peer_open(&bob, "bob3", g_srv2.addr, 0);
+    peer_open(&carol, "carol3", g_srv2.addr, 0);
+    connect_peers(&alice, &bob);
+    /* the same agent, a second connection */
+    alice2 = alice;
+    connect_peers(&alice2, &carol);
+    assert_string_not_equal(alice.conn, alice2.conn);
+    send_text(&alice, "to bob", NULL);
+    send_text(&alice2, "to carol", NULL);
+    expect_msg(&bob, "to bob", 1, 1);
+    expect_msg(&carol, "to carol", 1, 1);
+    send_text(&carol, "from carol", NULL);
+    expect_msg(&alice2, "from carol", 1, 0);
+    send_text(&bob, "from bob", NULL);
+    expect_msg(&alice, "from bob", 1, 0);
+    {
+        simplex_buf ids = {NULL, 0};
+        size_t n = 0;
+        assert_int_equal(simplex_agent_list_connections(alice.a, &ids, &n),
+                         0);
+        assert_int_equal(n, 2);
+        assert_non_null(strstr((const char *)ids.data, alice.conn));
+        assert_non_null(strstr((const char *)ids.data, alice2.conn));
+        simplex_buf_dispose(&ids);
+    }
+    peer_close(&alice);
+    peer_close(&bob);
+    peer_close(&carol);
+}
+
+/* A message received but not acknowledged is delivered again after a
+ * restart, flagged; once acknowledged it is not. */
+static void test_redelivery(void **state)
+{
+    peer alice, bob;
+    simplex_agent_event *e;
+    int64_t first;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    peer_open(&alice, "alice-rd", g_srv.addr, 0);
+    peer_open(&bob, "bob-rd", g_srv.addr, 0);
+    connect_peers(&alice, &bob);
+    send_text(&alice, "keep me", NULL);
+    e = wait_ev(&bob, SIMPLEX_AGENT_EVENT_MSG, 10000);
+    first = simplex_agent_event_msg_id(e);
+    assert_int_equal(simplex_agent_event_flags(e) &
+                         SIMPLEX_AGENT_MSG_REDELIVERED,
+                     0);
+    simplex_agent_event_free(e);
+    peer_close(&bob); /* without ack */
+    peer_open(&bob, "bob-rd", g_srv.addr, 0);
+    e = wait_ev(&bob, SIMPLEX_AGENT_EVENT_MSG, 10000);
+    assert_int_equal(simplex_agent_event_msg_id(e), first);
+    assert_true(simplex_agent_event_flags(e) &
+                SIMPLEX_AGENT_MSG_REDELIVERED);
+    {
+        size_t n;
+        const uint8_t *b = simplex_agent_event_body(e, &n);
+        assert_int_equal(n, 7);
+        assert_memory_equal(b, "keep me", 7);
+    }
+    assert_int_equal(simplex_agent_ack(bob.a, bob.conn, first, NULL, 0), 0);
+    simplex_agent_event_free(e);
+    /* acknowledging twice: the message is gone */
+    assert_int_equal(simplex_agent_ack(bob.a, bob.conn, first, NULL, 0),
+                     SIMPLEX_ERR_NOT_FOUND);
+    send_text(&alice, "next", NULL);
+    expect_msg(&bob, "next", 1, 0);
+    peer_close(&bob);
+    peer_open(&bob, "bob-rd", g_srv.addr, 0);
+    send_text(&alice, "after restart", NULL);
+    expect_msg(&bob, "after restart", 1, 0); /* not "keep me" or "next" */
+    peer_close(&alice);
+    peer_close(&bob);
+}
+
+/* The server restarts (keeping its queues): messages sent while it is
+ * down are delivered once it is back. */
+static void test_server_restart(void **state)
+{
+    char dir[400], log[400];
+    tsrv srv;
+    peer alice, bob;
+    int port;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    snprintf(dir, sizeof dir, "%s/srv-restart", g_dir);
+    snprintf(log, sizeof log, "%s/srv-restart.log", g_dir);
+    assert_int_equal(mkdir_p(dir), 0);
+    assert_int_equal(tsrv_start(&srv, 0, dir, log, NULL), 0);
+    port = srv.port;
+    peer_open(&alice, "alice-sr", srv.addr, 0);
+    peer_open(&bob, "bob-sr", srv.addr, 0);
+    connect_peers(&alice, &bob);
+    send_text(&alice, "before", NULL);
+    expect_msg(&bob, "before", 1, 1);
+    assert_int_equal(tsrv_stop(&srv), 0);
+    send_text(&alice, "during", NULL);
+    send_text(&bob, "reply during", NULL);
+    /* Bob restarts while the server is down: his subscriptions and his
+     * pending message wait for it */
+    peer_close(&bob);
+    peer_open(&bob, "bob-sr", srv.addr, 0);
+    simplex_agent_event_free(wait_ev(&alice, SIMPLEX_AGENT_EVENT_MWARN,
+                                     10000));
+    sleep_ms(300);
+    assert_int_equal(tsrv_start(&srv, port, dir, log, NULL), 0);
+    expect_msg(&bob, "during", 1, 0);
+    expect_msg(&alice, "reply during", 1, 0);
+    peer_close(&alice);
+    peer_close(&bob);
+    assert_int_equal(tsrv_stop(&srv), 0);
+}
+
+static void test_delete_suspend(void **state)
+{
+    peer alice, bob;
+    simplex_agent_event *e;
+    simplex_agent_conn_status st;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    peer_open(&alice, "alice-del", g_srv.addr, 0);
+    peer_open(&bob, "bob-del", g_srv.addr, 0);
+    connect_peers(&alice, &bob);
+    /* suspended: Alice can no longer send to Bob */
+    assert_int_equal(simplex_agent_suspend_connection(bob.a, bob.conn), 0);
+    assert_int_equal(simplex_agent_connection_status(bob.a, bob.conn, &st),
+                     0);
+    assert_int_equal(st, SIMPLEX_AGENT_CONN_SUSPENDED);
+    send_text(&alice, "refused", NULL);
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_MERR, 10000);
+    assert_int_equal(simplex_agent_event_error(e), SIMPLEX_ERR_SERVER);
+    simplex_agent_event_free(e);
+    /* delete */
+    assert_int_equal(simplex_agent_delete_connection(bob.a, bob.conn), 0);
+    e = wait_ev(&bob, SIMPLEX_AGENT_EVENT_DEL, 5000);
+    assert_string_equal(simplex_agent_event_conn_id(e), bob.conn);
+    simplex_agent_event_free(e);
+    assert_int_equal(simplex_agent_connection_status(bob.a, bob.conn, &st),
+                     SIMPLEX_ERR_NOT_FOUND);
+    assert_int_equal(simplex_agent_delete_connection(bob.a, bob.conn),
+                     SIMPLEX_ERR_NOT_FOUND);
+    send_text(&alice, "gone", NULL);
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_MERR, 10000);
+    simplex_agent_event_free(e);
+    peer_close(&alice);
+    peer_close(&bob);
+}
+
+static void test_bad_input(void **state)
+{
+    peer alice, bob;
+    char id[SIMPLEX_AGENT_ID_MAX];
+    simplex_buf m = {NULL, 0};
+    uint8_t *big;
+    int64_t mid;
+    simplex_agent_event *e;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    peer_open(&alice, "alice-bad", g_srv.addr, 0);
+    peer_open(&bob, "bob-bad", g_srv.addr, 0);
+    assert_int_equal(simplex_agent_join_connection(bob.a, id, "garbage",
+                                                   NULL, 0),
+                     SIMPLEX_ERR_PARSE);
+    assert_int_equal(simplex_agent_last_error(bob.a, &m), 0);
+    assert_non_null(strstr((const char *)m.data, "link"));
+    simplex_buf_dispose(&m);
+    assert_int_equal(
+        simplex_agent_join_connection(
+            bob.a, id, "simplex:/contact#/?v=2-7&smp=x", NULL, 0),
+        SIMPLEX_ERR_PARSE);
+    assert_int_equal(simplex_agent_send(alice.a, "nosuchconn",
+                                        (const uint8_t *)"x", 1, &mid),
+                     SIMPLEX_ERR_NOT_FOUND);
+    assert_int_equal(simplex_agent_ack(alice.a, "nosuchconn", 1, NULL, 0),
+                     SIMPLEX_ERR_NOT_FOUND);
+    /* before CON */
+    {
+        simplex_buf link = {NULL, 0};
+        assert_int_equal(simplex_agent_create_connection(alice.a, alice.conn,
+                                                         &link),
+                         0);
+        assert_int_equal(simplex_agent_send(alice.a, alice.conn,
+                                            (const uint8_t *)"x", 1, &mid),
+                         SIMPLEX_ERR_STATE);
+        assert_int_equal(simplex_agent_allow_connection(
+                             alice.a, alice.conn, "nosuchconf", NULL, 0),
+                         SIMPLEX_ERR_STATE);
+        assert_int_equal(simplex_agent_join_connection(
+                             bob.a, bob.conn, (const char *)link.data,
+                             (const uint8_t *)"b", 1),
+                         0);
+        simplex_buf_dispose(&link);
+    }
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_CONF, 10000);
+    assert_int_equal(simplex_agent_allow_connection(alice.a, alice.conn,
+                                                    "wrongconf", NULL, 0),
+                     SIMPLEX_ERR_NOT_FOUND);
+    assert_int_equal(simplex_agent_allow_connection(
+                         alice.a, alice.conn, simplex_agent_event_conf_id(e),
+                         NULL, 0),
+                     0);
+    /* allowed once only */
+    assert_int_equal(simplex_agent_allow_connection(
+                         alice.a, alice.conn, simplex_agent_event_conf_id(e),
+                         NULL, 0),
+                     SIMPLEX_ERR_STATE);
+    simplex_agent_event_free(e);
+    simplex_agent_event_free(wait_ev(&alice, SIMPLEX_AGENT_EVENT_CON, 10000));
+    simplex_agent_event_free(wait_ev(&bob, SIMPLEX_AGENT_EVENT_CON, 10000));
+    big = calloc(1, SIMPLEX_AGENT_MAX_MSG_BYTES + 1);
+    assert_non_null(big);
+    assert_int_equal(simplex_agent_send(alice.a, alice.conn, big,
+                                        SIMPLEX_AGENT_MAX_MSG_BYTES + 1,
+                                        &mid),
+                     SIMPLEX_ERR_TOO_LARGE);
+    /* the largest message goes through intact */
+    memset(big, 'z', SIMPLEX_AGENT_MAX_MSG_BYTES);
+    assert_int_equal(simplex_agent_send(alice.a, alice.conn, big,
+                                        SIMPLEX_AGENT_MAX_MSG_BYTES, &mid),
+                     0);
+    e = wait_ev(&bob, SIMPLEX_AGENT_EVENT_MSG, 10000);
+    {
+        size_t n;
+        const uint8_t *b = simplex_agent_event_body(e, &n);
+        assert_int_equal(n, SIMPLEX_AGENT_MAX_MSG_BYTES);
+        assert_memory_equal(b, big, n);
+    }
+    assert_int_equal(simplex_agent_ack(bob.a, bob.conn,
+                                       simplex_agent_event_msg_id(e) + 100,
+                                       NULL, 0),
+                     SIMPLEX_ERR_NOT_FOUND);
+    simplex_agent_event_free(e);
+    free(big);
+    peer_close(&alice);
+    peer_close(&bob);
+}
+
+static void test_bad_database(void **state)
+{
+    simplex_agent_options o;
+    simplex_agent *a = NULL;
+    char path[400];
+    sqlite3 *db;
+    (void)state;
+    assert_int_equal(simplex_agent_options_init(&o, 1), 0);
+    o.db_path = "/nonexistent-dir/x.db";
+    assert_int_equal(simplex_agent_new(&a, &o), SIMPLEX_ERR_STORE);
+    assert_null(a);
+    /* a database written by a newer library */
+    snprintf(path, sizeof path, "%s/newer.db", g_dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL,
+                                  NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    o.db_path = path;
+    assert_int_equal(simplex_agent_new(&a, &o), SIMPLEX_ERR_UNSUPPORTED);
+    /* not a database at all */
+    snprintf(path, sizeof path, "%s/garbage.db", g_dir);
+    {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("this is not an SQLite database, not at all, no.........", f);
+        fclose(f);
+    }
+    o.db_path = path;
+    assert_int_equal(simplex_agent_new(&a, &o), SIMPLEX_ERR_STORE);
+    assert_int_equal(simplex_agent_new(&a, NULL), SIMPLEX_ERR_INVALID_ARG);
+}
+
+/* Events through the callback, on the agent's thread, which may call the
+ * agent back (here: ack from the callback). */
+typedef struct cb_state {
+    simplex_agent *a;
+    pthread_mutex_t mu;
+    int got_msg, acked;
+    char conn[SIMPLEX_AGENT_ID_MAX];
+} cb_state;
+
+static void on_event(const simplex_agent_event *e, void *ud)
+{
+    cb_state *s = ud;
+    if (simplex_agent_event_get_type(e) != SIMPLEX_AGENT_EVENT_MSG)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->got_msg++;
+    if (simplex_agent_ack(s->a, simplex_agent_event_conn_id(e),
+                          simplex_agent_event_msg_id(e),
+                          (const uint8_t *)"cb", 2) == 0)
+        s->acked++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void test_callback(void **state)
+{
+    peer alice, bob;
+    simplex_agent_options o;
+    const char *servers[1];
+    cb_state cs;
+    simplex_agent_event *e;
+    int64_t id;
+    int i;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    memset(&cs, 0, sizeof cs);
+    pthread_mutex_init(&cs.mu, NULL);
+    peer_open(&alice, "alice-cb", g_srv.addr, 0);
+    peer_open(&bob, "bob-cb", g_srv.addr, 0);
+    connect_peers(&alice, &bob);
+    peer_close(&bob);
+    /* Bob again, with a callback */
+    assert_int_equal(simplex_agent_options_init(&o, 1), 0);
+    servers[0] = g_srv.addr;
+    o.db_path = bob.db;
+    o.servers = servers;
+    o.n_servers = 1;
+    o.event_cb = on_event;
+    o.user_data = &cs;
+    o.flags = SIMPLEX_AGENT_NO_SUBSCRIBE;
+    assert_int_equal(simplex_agent_new(&bob.a, &o), 0);
+    cs.a = bob.a;
+    assert_int_equal(simplex_agent_next_event(bob.a, 0, &e),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_agent_subscribe_all(bob.a), 0);
+    send_text(&alice, "via callback", &id);
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_RCVD, 10000);
+    assert_int_equal(simplex_agent_event_msg_id(e), id);
+    {
+        size_t n;
+        const uint8_t *b = simplex_agent_event_body(e, &n);
+        assert_int_equal(n, 2);
+        assert_memory_equal(b, "cb", 2);
+    }
+    simplex_agent_event_free(e);
+    for (i = 0; i < 50; i++) {
+        int done;
+        pthread_mutex_lock(&cs.mu);
+        done = cs.acked;
+        pthread_mutex_unlock(&cs.mu);
+        if (done)
+            break;
+        sleep_ms(20);
+    }
+    assert_int_equal(cs.got_msg, 1);
+    assert_int_equal(cs.acked, 1);
+    peer_close(&bob);
+    peer_close(&alice);
+    pthread_mutex_destroy(&cs.mu);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -255,6 +637,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fast),
         cmocka_unit_test(test_standard),
+        cmocka_unit_test(test_three_agents_two_servers),
+        cmocka_unit_test(test_redelivery),
+        cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_delete_suspend),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_bad_database),
+        cmocka_unit_test(test_callback),
     };
     if (simplex_global_init(NULL) != 0)
         return 1;
