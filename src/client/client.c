@@ -29,11 +29,21 @@ int simplex_client_options_init(simplex_client_options *opts, unsigned version)
     return 0;
 }
 
+/* The last failure is kept per thread (so that threads sharing a client
+ * each read their own) and per client (for a reader on another thread). */
+static _Thread_local struct {
+    const simplex_client *owner;
+    char msg[sizeof ((simplex_client *)0)->last_err];
+} tl_err;
+
 static void set_error(simplex_client *c, const char *msg)
 {
     size_t n = strlen(msg);
     if (n >= sizeof c->last_err)
         n = sizeof c->last_err - 1;
+    memcpy(tl_err.msg, msg, n);
+    tl_err.msg[n] = 0;
+    tl_err.owner = c;
     pthread_mutex_lock(&c->mu);
     memcpy(c->last_err, msg, n);
     c->last_err[n] = 0;
@@ -56,12 +66,19 @@ int simplex_client_last_error(simplex_client *c, simplex_buf *out)
     size_t n;
     if (!c || !out)
         return SIMPLEX_ERR_INVALID_ARG;
-    pthread_mutex_lock(&c->mu);
-    n = strlen(c->last_err);
-    out->data = sx_malloc(n + 1);
-    if (out->data)
-        memcpy(out->data, c->last_err, n + 1);
-    pthread_mutex_unlock(&c->mu);
+    if (tl_err.owner == c) {
+        n = strlen(tl_err.msg);
+        out->data = sx_malloc(n + 1);
+        if (out->data)
+            memcpy(out->data, tl_err.msg, n + 1);
+    } else {
+        pthread_mutex_lock(&c->mu);
+        n = strlen(c->last_err);
+        out->data = sx_malloc(n + 1);
+        if (out->data)
+            memcpy(out->data, c->last_err, n + 1);
+        pthread_mutex_unlock(&c->mu);
+    }
     out->len = out->data ? n : 0;
     return out->data ? 0 : SIMPLEX_ERR_NOMEM;
 }
@@ -118,6 +135,7 @@ static void client_release(simplex_client *c)
     if (c->proxy_pass)
         sx_free_secret(c->proxy_pass, strlen(c->proxy_pass));
     pthread_cond_destroy(&c->cv);
+    pthread_cond_destroy(&c->ev_cv);
     pthread_mutex_destroy(&c->mu);
     sx_free(c);
 }
@@ -139,6 +157,7 @@ int simplex_client_new(simplex_client **out, const simplex_client_options *opts)
     c->wake_fd[0] = c->wake_fd[1] = -1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
+    pthread_cond_init(&c->ev_cv, NULL);
     if (opts)
         c->opts = *opts;
     else
@@ -196,6 +215,8 @@ void simplex_client_free(simplex_client *c)
 {
     if (!c)
         return;
+    if (tl_err.owner == c)
+        tl_err.owner = NULL; /* the address may be reused */
     if (on_io_thread(c)) {
         sx_log(sx_default_logger(), SIMPLEX_LOG_ERROR,
                "simplex_client_free called from the event callback: ignored");
@@ -236,8 +257,8 @@ int simplex_client_next_event(simplex_client *c, int timeout_ms,
     pthread_mutex_lock(&c->mu);
     while (!c->ev_head && timeout_ms != 0 && rc == 0) {
         if (timeout_ms < 0)
-            pthread_cond_wait(&c->cv, &c->mu);
-        else if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) == ETIMEDOUT)
+            pthread_cond_wait(&c->ev_cv, &c->mu);
+        else if (pthread_cond_timedwait(&c->ev_cv, &c->mu, &dl) == ETIMEDOUT)
             rc = 1;
     }
     if (c->ev_head) {
@@ -289,10 +310,9 @@ static int wait_done(simplex_client *c, cl_req *r)
     pthread_mutex_lock(&c->mu);
     while (!r->done)
         pthread_cond_wait(&c->cv, &c->mu);
-    if (r->rc)
-        snprintf(c->last_err, sizeof c->last_err, "%s",
-                 r->err[0] ? r->err : simplex_strerror(r->rc));
     pthread_mutex_unlock(&c->mu);
+    if (r->rc)
+        set_error(c, r->err[0] ? r->err : simplex_strerror(r->rc));
     return r->rc;
 }
 
@@ -399,11 +419,15 @@ int simplex_client_create_queue(simplex_client *c, simplex_queue **out,
         simplex_queue_free(q);
         return SIMPLEX_ERR_NOMEM;
     }
-    if ((rc = sx_ed25519_keypair(q->rcv_auth_pk, q->rcv_auth_sk)) != 0 ||
+    /* the expanded key is seed || public key */
+    sx_random(q->rcv_auth_sk, sizeof q->rcv_auth_sk);
+    if ((rc = sx_ed25519_expand(q->rcv_auth_x, q->rcv_auth_sk)) != 0 ||
         (rc = sx_x25519_keypair(q->rcv_dh_pk, q->rcv_dh_sk)) != 0) {
         simplex_queue_free(q);
         return fail(c, rc, "key generation failed");
     }
+    memcpy(q->rcv_auth_pk, q->rcv_auth_x + CL_KEY, CL_KEY);
+    q->has_rcv_auth_x = 1;
     r.new_q = q;
     r.flags = flags;
     rc = run(c, &r);

@@ -125,6 +125,8 @@ void cl_conn_free(cl_conn *k)
         sx_free_secret(s, sizeof *s);
     }
     sx_free(k->sub_tab);
+    if (k->signers)
+        sx_free_secret(k->signers, k->signer_cap * sizeof *k->signers);
     sx_free(k->server);
     sx_free_secret(k, sizeof *k);
 }
@@ -303,12 +305,89 @@ void cl_sub_remove(cl_conn *k, const uint8_t *id, size_t n)
     sx_free_secret(s, sizeof *s);
 }
 
+/* The slot of sk in a table of cap entries: its entry, else the first
+ * free slot within CL_SIGNERS_PROBE, else NULL. */
+static cl_signer *signer_slot(cl_signer *t, size_t cap, const uint8_t *key,
+                              const uint8_t sk[CL_KEY])
+{
+    size_t h = (size_t)sx_siphash(key, sk, CL_KEY);
+    cl_signer *free_slot = NULL;
+    for (size_t i = 0; i < CL_SIGNERS_PROBE; i++) {
+        cl_signer *e = &t[(h + i) & (cap - 1)];
+        if (!e->used) {
+            if (!free_slot)
+                free_slot = e;
+        } else if (sx_memeq_ct(e->sk, sk, CL_KEY) == 0) {
+            return e;
+        }
+    }
+    return free_slot;
+}
+
+/* A table of cap entries holding the current ones (a new hash key); 0 or
+ * SIMPLEX_ERR_NOMEM (the old table is kept). */
+static int signers_rebuild(cl_conn *k, size_t cap)
+{
+    cl_signer *t = sx_calloc(cap, sizeof *t);
+    uint8_t key[sizeof k->signer_key];
+    size_t n = 0;
+    if (!t)
+        return SIMPLEX_ERR_NOMEM;
+    sx_random(key, sizeof key);
+    for (size_t i = 0; i < k->signer_cap; i++) {
+        cl_signer *e;
+        if (!k->signers[i].used)
+            continue;
+        e = signer_slot(t, cap, key, k->signers[i].sk);
+        if (e && !e->used) { /* else dropped: it is expanded again later */
+            *e = k->signers[i];
+            n++;
+        }
+    }
+    if (k->signers)
+        sx_free_secret(k->signers, k->signer_cap * sizeof *k->signers);
+    k->signers = t;
+    k->signer_cap = cap;
+    k->n_signers = n;
+    memcpy(k->signer_key, key, sizeof key);
+    sx_memzero(key, sizeof key);
+    return 0;
+}
+
+const uint8_t *cl_signer_get(cl_conn *k, const uint8_t sk[CL_KEY])
+{
+    cl_signer *e;
+    if (!k->signers && signers_rebuild(k, CL_SIGNERS_MIN) != 0)
+        return NULL;
+    e = signer_slot(k->signers, k->signer_cap, k->signer_key, sk);
+    if (e && e->used)
+        return e->x;
+    if ((!e || 2 * (k->n_signers + 1) > k->signer_cap) &&
+        k->signer_cap < CL_SIGNERS_MAX &&
+        signers_rebuild(k, 2 * k->signer_cap) == 0)
+        e = signer_slot(k->signers, k->signer_cap, k->signer_key, sk);
+    if (!e) {
+        /* full around its place at the largest size: replace one */
+        e = &k->signers[(size_t)sx_siphash(k->signer_key, sk, CL_KEY) &
+                        (k->signer_cap - 1)];
+        e->used = 0;
+        k->n_signers--;
+    }
+    if (sx_ed25519_expand(e->x, sk) != 0)
+        return NULL;
+    memcpy(e->sk, sk, CL_KEY);
+    e->used = 1;
+    k->n_signers++;
+    return e->x;
+}
+
 static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
 {
     sx_smp_cmd cmd;
-    sx_smp_session_auth auth = {SX_KEY_ED25519, NULL};
+    sx_smp_session_auth auth = {.alg = SX_KEY_ED25519};
     const uint8_t *ent = r->entity;
     size_t ent_len = r->entity_len;
+    const uint8_t *corr = NULL; /* the command's own corrId (PFWD) */
     uint8_t pk[CL_KEY];
     uint64_t id = 0;
     int rc;
@@ -335,6 +414,8 @@ static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
                                     ? SX_SMP_QM_MESSAGING
                                     : SX_SMP_QM_NONE;
         auth.priv = q->rcv_auth_sk;
+        if (q->has_rcv_auth_x)
+            auth.ed25519_expanded = q->rcv_auth_x;
         ent = NULL;
         ent_len = 0;
         break;
@@ -345,26 +426,31 @@ static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
             return rc;
         sx_smp_key_set(&cmd.key, SX_KEY_ED25519, pk);
         auth.priv = r->key;
+        auth.ed25519_expanded = cl_signer_get(k, r->key);
         break;
     case CL_OP_SEND:
         sx_smp_cmd_init(&cmd, SX_SMP_CMD_SEND);
         cmd.notification = (r->flags & SIMPLEX_SEND_NOTIFICATION) != 0;
         cmd.body.p = r->body;
         cmd.body.n = r->body_len;
-        if (r->key)
+        if (r->key) {
             auth.priv = r->key;
-        else
+            auth.ed25519_expanded = cl_signer_get(k, r->key);
+        } else {
             auth.alg = SX_KEY_NONE;
+        }
         break;
     case CL_OP_NKEY:
         cl_ntf_nkey_cmd(r, &cmd);
         auth.priv = it->q->rcv_auth_sk;
+        if (it->q->has_rcv_auth_x)
+            auth.ed25519_expanded = it->q->rcv_auth_x;
         ent = it->q->rcv_id;
         ent_len = it->q->rcv_id_len;
         break;
     case CL_OP_PRXY:
     case CL_OP_PFWD:
-        if ((rc = cl_proxy_cmd(k, r, &cmd, &ent, &ent_len)) != 0)
+        if ((rc = cl_proxy_cmd(k, r, &cmd, &ent, &ent_len, &corr)) != 0)
             return rc;
         auth.alg = SX_KEY_NONE;
         break;
@@ -386,6 +472,8 @@ static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
             cmd.id.n = r->msg_id_len;
         }
         auth.priv = it->q->rcv_auth_sk;
+        if (it->q->has_rcv_auth_x)
+            auth.ed25519_expanded = it->q->rcv_auth_x;
         ent = it->q->rcv_id;
         ent_len = it->q->rcv_id_len;
         if (r->op == CL_OP_SUB || r->op == CL_OP_NSUB) {
@@ -396,10 +484,14 @@ static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
         break;
     }
     }
-    rc = sx_smp_session_submit(k->sess, ent, ent_len, &cmd, &auth,
-                               (uint64_t)now, SX_SMP_SESSION_TIMEOUT_DEFAULT,
-                               &id);
-    k->has_corr = 0;
+    if (corr)
+        rc = sx_smp_session_submit_corr(k->sess, corr, ent, ent_len, &cmd,
+                                        &auth, (uint64_t)now,
+                                        SX_SMP_SESSION_TIMEOUT_DEFAULT, &id);
+    else
+        rc = sx_smp_session_submit(k->sess, ent, ent_len, &cmd, &auth,
+                                   (uint64_t)now,
+                                   SX_SMP_SESSION_TIMEOUT_DEFAULT, &id);
     sx_memzero(pk, sizeof pk);
     if (rc < 0)
         return rc;
@@ -645,7 +737,8 @@ static void resubscribe(cl_conn *k, int64_t now)
     cl_sub *s, *nx;
     for (s = k->subs; s; s = nx) {
         sx_smp_cmd cmd;
-        sx_smp_session_auth auth = {SX_KEY_ED25519, s->rcv_auth_sk};
+        sx_smp_session_auth auth = {.alg = SX_KEY_ED25519,
+                                    .priv = s->rcv_auth_sk};
         uint64_t id = 0;
         int rc;
         nx = s->next;

@@ -243,8 +243,6 @@ void cl_step_tls(cl_conn *k, int64_t now)
     cfg.response_timeout_ms = c->opts.response_timeout_ms;
     cfg.ping_interval_ms = c->opts.ping_interval_ms;
     cfg.max_missed_pings = c->opts.max_missed_pings;
-    cfg.rng = cl_sess_rng;      /* PFWD sets its corrId (client_proxy.c) */
-    cfg.rng_ctx = k;
     ulen = sx_tls_unique(k->tls, uniq);
     rc = sx_tls_peer_cert_der(k->tls, 0, NULL, 0, &leaf_len);
     if (rc == 0 && leaf_len) {

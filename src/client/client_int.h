@@ -28,6 +28,9 @@ struct simplex_queue {
     uint8_t snd_id[CL_ID_MAX];
     size_t snd_id_len;
     uint8_t rcv_auth_pk[CL_KEY], rcv_auth_sk[CL_KEY];
+    /* rcv_auth_sk expanded once (every ACK / SUB / ... is signed with it) */
+    int has_rcv_auth_x;
+    uint8_t rcv_auth_x[SX_ED25519_EXPANDED_BYTES];
     uint8_t rcv_dh_pk[CL_KEY], rcv_dh_sk[CL_KEY];
     uint8_t srv_dh_pk[CL_KEY];
     uint8_t dh_secret[CL_KEY];
@@ -131,6 +134,17 @@ typedef struct cl_req {
     struct cl_req *next;        /* client inbox / connection wait list */
 } cl_req;
 
+/* A sender key and its expanded form (cl_signer_get): an open-addressing
+ * table of CL_SIGNERS_MIN..CL_SIGNERS_MAX entries, at most half full. */
+#define CL_SIGNERS_MIN 64
+#define CL_SIGNERS_MAX 4096
+#define CL_SIGNERS_PROBE 8
+typedef struct cl_signer {
+    int used;
+    uint8_t sk[CL_KEY];
+    uint8_t x[SX_ED25519_EXPANDED_BYTES];
+} cl_signer;
+
 /* A queue subscribed on a connection (its own copy of the secrets). */
 typedef struct cl_sub {
     uint8_t rcv_id[CL_ID_MAX];
@@ -191,8 +205,11 @@ typedef struct cl_conn {
     uint64_t sub_seed;
     uint8_t block[SX_SMP_BLOCK_SIZE];
     int have_out;               /* block holds an unsent block */
-    int has_corr;               /* the next corrId (PFWD: cl_sess_rng) */
-    uint8_t corr[SX_SMP_SESSION_CORR_ID_BYTES];
+    /* sender keys (SEND / SKEY) expanded for signing, by a keyed hash of
+     * the key; allocated on first use */
+    struct cl_signer *signers;
+    size_t signer_cap, n_signers;
+    uint8_t signer_key[16];
     struct cl_conn *next;
 } cl_conn;
 
@@ -207,7 +224,10 @@ struct simplex_client {
     int thread_started;
     int wake_fd[2];
     pthread_mutex_t mu;
-    pthread_cond_t cv;          /* requests done, events queued */
+    pthread_cond_t cv;          /* requests done */
+    pthread_cond_t ev_cv;       /* events queued (apart from cv, so that a
+                                 * reader and the callers waiting for
+                                 * their requests do not wake each other) */
     cl_req *inbox;              /* under mu */
     int stopping;               /* under mu */
     simplex_client_event *ev_head, *ev_tail; /* under mu */
@@ -253,12 +273,15 @@ int cl_api_req_server(struct simplex_client *c, cl_req *r, const char *server);
 int cl_api_run(struct simplex_client *c, cl_req *r);
 int cl_api_fail(struct simplex_client *c, int rc, const char *msg);
 
+/* client_conn.c: the expanded form of an Ed25519 sender key, from the
+ * connection's cache (NULL when it cannot be had: sign with the key). */
+const uint8_t *cl_signer_get(cl_conn *k, const uint8_t sk[CL_KEY]);
+
 /* client_proxy.c */
-/* The sessions' random source: the next corrId when one is set. */
-void cl_sess_rng(void *ctx, uint8_t *out, size_t n);
-/* PRXY / PFWD: the command (I/O thread). */
+/* PRXY / PFWD: the command (I/O thread); *corr is the correlation id it
+ * must be sent with (PFWD: the nonce of its body), NULL for any. */
 int cl_proxy_cmd(cl_conn *k, cl_req *r, sx_smp_cmd *cmd,
-                 const uint8_t **ent, size_t *ent_len);
+                 const uint8_t **ent, size_t *ent_len, const uint8_t **corr);
 /* PRXY / PFWD: the response (I/O thread); rc and the error text. */
 int cl_proxy_response(cl_req *r, const sx_smp_msg *m, char *err, size_t cap);
 void cl_relays_free(struct simplex_client *c);

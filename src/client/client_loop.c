@@ -62,7 +62,7 @@ void cl_emit(struct simplex_client *c, simplex_client_event *ev)
     else
         c->ev_head = ev;
     c->ev_tail = ev;
-    pthread_cond_broadcast(&c->cv);
+    pthread_cond_broadcast(&c->ev_cv);
     pthread_mutex_unlock(&c->mu);
 }
 

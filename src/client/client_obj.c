@@ -341,10 +341,13 @@ int simplex_queue_import(simplex_queue **out, const uint8_t *data, size_t len)
             goto fail;
         }
     }
-    if ((rc = sx_ed25519_public(q->rcv_auth_pk, q->rcv_auth_sk)) != 0 ||
+    if ((rc = sx_ed25519_expand(q->rcv_auth_x, q->rcv_auth_sk)) != 0 ||
         (rc = sx_x25519_public(q->rcv_dh_pk, q->rcv_dh_sk)) != 0 ||
         (rc = sx_x25519_dh(q->dh_secret, q->srv_dh_pk, q->rcv_dh_sk)) != 0)
         goto fail;
+    /* the expanded key is seed || public key */
+    memcpy(q->rcv_auth_pk, q->rcv_auth_x + CL_KEY, CL_KEY);
+    q->has_rcv_auth_x = 1;
     *out = q;
     return 0;
 fail:

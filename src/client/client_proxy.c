@@ -26,6 +26,9 @@
 
 #define CL_PRX_SID_MAX 255
 
+_Static_assert(SX_BOX_NONCE_BYTES == SX_SMP_SESSION_CORR_ID_BYTES,
+               "the PFWD nonce is its correlation id");
+
 /* A relay session obtained through a proxy (ProxiedRelay). */
 struct cl_relay {
     struct cl_relay *next;
@@ -99,19 +102,8 @@ static void err_text(char *out, size_t cap, const sx_smp_err *e)
 
 /* ---- the I/O thread's part ---- */
 
-void cl_sess_rng(void *ctx, uint8_t *out, size_t n)
-{
-    cl_conn *k = ctx;
-    if (k && k->has_corr && n == sizeof k->corr) {
-        memcpy(out, k->corr, n);
-        k->has_corr = 0;
-        return;
-    }
-    sx_random(out, n);
-}
-
 int cl_proxy_cmd(cl_conn *k, cl_req *r, sx_smp_cmd *cmd,
-                 const uint8_t **ent, size_t *ent_len)
+                 const uint8_t **ent, size_t *ent_len, const uint8_t **corr)
 {
     cl_proxy_ext *x = r->ext;
     if (!x)
@@ -139,6 +131,7 @@ int cl_proxy_cmd(cl_conn *k, cl_req *r, sx_smp_cmd *cmd,
         }
         *ent = NULL;
         *ent_len = 0;
+        *corr = NULL;
         return 0;
     }
     sx_smp_cmd_init(cmd, SX_SMP_CMD_PFWD);
@@ -149,8 +142,7 @@ int cl_proxy_cmd(cl_conn *k, cl_req *r, sx_smp_cmd *cmd,
     *ent = x->relay->sid;
     *ent_len = x->relay->sid_len;
     /* the PFWD corrId is the nonce the transmission was encrypted with */
-    memcpy(k->corr, x->nonce, sizeof k->corr);
-    k->has_corr = 1;
+    *corr = x->nonce;
     return 0;
 }
 

@@ -70,6 +70,8 @@ struct sx_smp_session {
     int has_srv_dh;
     uint8_t srv_dh[SX_X25519_BYTES];
     uint8_t dh_priv[SX_X25519_BYTES];
+    int has_dh_secret;          /* dh_secret = DH(srv_dh, dh_priv) */
+    uint8_t dh_secret[SX_X25519_BYTES];
     int enc;
     sx_smp_chain chain;
 
@@ -202,6 +204,8 @@ static int sess_fail(sx_smp_session *s, sx_smp_transport_err te,
     s->hs_pending = 0;
     sq_clear(s);
     sx_memzero(s->dh_priv, sizeof s->dh_priv);
+    sx_memzero(s->dh_secret, sizeof s->dh_secret);
+    s->has_dh_secret = 0;
     sx_smp_chain_wipe(&s->chain);
     s->enc = 0;
     sx_log(s->log, SIMPLEX_LOG_WARN,
@@ -572,12 +576,16 @@ static int handle_hello(sx_smp_session *s, const uint8_t *block, uint64_t now)
         return sess_fail(s, 0, 0, rc, 0);
     s->hs_pending = 1;
 
-    if (s->has_srv_dh && hi >= SX_SMP_V_ENCRYPTED_BLOCK && !s->cfg.proxy) {
-        uint8_t secret[SX_X25519_BYTES];
-        rc = sx_x25519_dh(secret, s->srv_dh, s->dh_priv);
-        if (rc >= 0)
-            rc = sx_smp_chain_init(&s->chain, 0, s->sid, s->sid_len, secret);
-        sx_memzero(secret, sizeof secret);
+    if (s->has_srv_dh) {
+        /* kept: the block chains start from it, and a proxy needs it for
+         * the commands it forwards (sx_smp_session_dh_secret) */
+        rc = sx_x25519_dh(s->dh_secret, s->srv_dh, s->dh_priv);
+        if (rc < 0)
+            return sess_fail(s, SX_SMP_TE_HANDSHAKE, SX_SMP_HS_BAD_AUTH, rc, 0);
+        s->has_dh_secret = 1;
+    }
+    if (s->has_dh_secret && hi >= SX_SMP_V_ENCRYPTED_BLOCK && !s->cfg.proxy) {
+        rc = sx_smp_chain_init(&s->chain, 0, s->sid, s->sid_len, s->dh_secret);
         if (rc < 0)
             return sess_fail(s, SX_SMP_TE_HANDSHAKE, SX_SMP_HS_BAD_AUTH, rc, 0);
         s->enc = 1;
@@ -743,8 +751,10 @@ int sx_smp_session_recv_block(sx_smp_session *s,
 
 /* ---- sending ---- */
 
-static int submit_internal(sx_smp_session *s, const uint8_t *entity_id,
-                           size_t entity_len, const sx_smp_cmd *cmd,
+/* corr_in: the caller's correlation id, NULL for a random one */
+static int submit_internal(sx_smp_session *s, const uint8_t *corr_in,
+                           const uint8_t *entity_id, size_t entity_len,
+                           const sx_smp_cmd *cmd,
                            const sx_smp_session_auth *auth, uint64_t now,
                            uint64_t timeout_ms, int is_ping,
                            uint64_t *request_id)
@@ -762,8 +772,13 @@ static int submit_internal(sx_smp_session *s, const uint8_t *entity_id,
     if (s->state != SX_SMP_SESSION_READY || !cmd ||
         entity_len > SESS_ENTITY_MAX || (entity_len && !entity_id))
         return SIMPLEX_ERR_INVALID_ARG;
+    if (corr_in) {
+        if (ht_find(s, corr_in, NULL) != NO_SLOT)
+            return SIMPLEX_ERR_INVALID_ARG;
+        memcpy(corr, corr_in, sizeof corr);
+    }
     /* 24 random bytes never collide; a broken generator might */
-    for (int tries = 0;; tries++) {
+    for (int tries = 0; !corr_in; tries++) {
         if (tries == 4)
             return SIMPLEX_ERR_INTERNAL;
         sess_rng(s, corr, sizeof corr);
@@ -790,7 +805,13 @@ static int submit_internal(sx_smp_session *s, const uint8_t *entity_id,
         body += 1 + s->sid_len;
         body_len -= 1 + s->sid_len;
     }
-    if (auth && auth->alg != SX_KEY_NONE) {
+    if (auth && auth->alg == SX_KEY_ED25519 && auth->ed25519_expanded) {
+        rc = sx_smp_authorize_ed25519_expanded(&a, auth->ed25519_expanded,
+                                               authorized, authorized_len);
+        if (rc < 0)
+            return rc;
+        ap = &a;
+    } else if (auth && auth->alg != SX_KEY_NONE) {
         rc = sx_smp_authorize(&a, auth->alg, auth->priv,
                               s->has_srv_dh ? s->srv_dh : NULL, corr_b,
                               authorized, authorized_len);
@@ -870,7 +891,20 @@ int sx_smp_session_submit(sx_smp_session *s, const uint8_t *entity_id,
 {
     if (!s)
         return SIMPLEX_ERR_INVALID_ARG;
-    return submit_internal(s, entity_id, entity_len, cmd, auth, now,
+    return submit_internal(s, NULL, entity_id, entity_len, cmd, auth, now,
+                           timeout_ms, 0, request_id);
+}
+
+int sx_smp_session_submit_corr(sx_smp_session *s,
+                               const uint8_t corr_id[SX_SMP_SESSION_CORR_ID_BYTES],
+                               const uint8_t *entity_id, size_t entity_len,
+                               const sx_smp_cmd *cmd,
+                               const sx_smp_session_auth *auth, uint64_t now,
+                               uint64_t timeout_ms, uint64_t *request_id)
+{
+    if (!s || !corr_id)
+        return SIMPLEX_ERR_INVALID_ARG;
+    return submit_internal(s, corr_id, entity_id, entity_len, cmd, auth, now,
                            timeout_ms, 0, request_id);
 }
 
@@ -1010,7 +1044,7 @@ int sx_smp_session_handle_timeout(sx_smp_session *s, uint64_t now)
         sx_smp_cmd ping;
         int rc;
         sx_smp_cmd_init(&ping, SX_SMP_CMD_PING);
-        rc = submit_internal(s, NULL, 0, &ping, NULL, now,
+        rc = submit_internal(s, NULL, NULL, 0, &ping, NULL, now,
                              s->cfg.response_timeout_ms, 1, NULL);
         if (rc < 0)
             return sess_fail(s, 0, 0, rc, 0);
@@ -1039,4 +1073,22 @@ int sx_smp_session_encrypted(const sx_smp_session *s)
 size_t sx_smp_session_pending(const sx_smp_session *s)
 {
     return s ? s->n_pending : 0;
+}
+
+int sx_smp_session_server_key(const sx_smp_session *s,
+                              uint8_t out[SX_X25519_BYTES])
+{
+    if (!s || !out || s->state != SX_SMP_SESSION_READY || !s->has_srv_dh)
+        return SIMPLEX_ERR_INVALID_ARG;
+    memcpy(out, s->srv_dh, SX_X25519_BYTES);
+    return 0;
+}
+
+int sx_smp_session_dh_secret(const sx_smp_session *s,
+                             uint8_t out[SX_X25519_BYTES])
+{
+    if (!s || !out || s->state != SX_SMP_SESSION_READY || !s->has_dh_secret)
+        return SIMPLEX_ERR_INVALID_ARG;
+    memcpy(out, s->dh_secret, SX_X25519_BYTES);
+    return 0;
 }

@@ -28,7 +28,7 @@
  *
  * Requests: submit() encodes, authorizes and queues one transmission
  * with a fresh random 24-byte correlation id (also the X25519
- * authenticator nonce). Queued transmissions are packed into blocks in
+ * authenticator nonce); submit_corr() takes the caller's instead. Queued transmissions are packed into blocks in
  * submission order, as many per block as fit (at most 255 and
  * SX_SMP_BATCH_ROOM bytes). Each response is matched to its request by
  * correlation id; transmissions with an empty correlation id are server
@@ -154,6 +154,9 @@ void sx_smp_session_event_dispose(sx_smp_session_event *ev);
 typedef struct sx_smp_session_auth {
     sx_key_alg alg;                 /* ED25519, ED448, X25519 or NONE */
     const uint8_t *priv;            /* raw private key (Ed25519: seed) */
+    /* optional, Ed25519 only: sx_ed25519_expand(priv), used instead of
+     * priv (may then be NULL) so that signing skips the expansion */
+    const uint8_t *ed25519_expanded;
 } sx_smp_session_auth;
 
 typedef struct sx_smp_session sx_smp_session;
@@ -191,6 +194,19 @@ int sx_smp_session_submit(sx_smp_session *s, const uint8_t *entity_id,
                           const sx_smp_session_auth *auth, uint64_t now,
                           uint64_t timeout_ms, uint64_t *request_id);
 
+/* As submit(), with the caller's correlation id (corr_id,
+ * SX_SMP_SESSION_CORR_ID_BYTES bytes) instead of a random one, for
+ * commands whose correlation id is bound to other data (PFWD and RFWD use
+ * it as the nonce of their encrypted body). The id must be unpredictable
+ * and unique: SIMPLEX_ERR_INVALID_ARG (nothing queued) when a pending
+ * request already has it or corr_id is NULL. */
+int sx_smp_session_submit_corr(sx_smp_session *s,
+                               const uint8_t corr_id[SX_SMP_SESSION_CORR_ID_BYTES],
+                               const uint8_t *entity_id, size_t entity_len,
+                               const sx_smp_cmd *cmd,
+                               const sx_smp_session_auth *auth, uint64_t now,
+                               uint64_t timeout_ms, uint64_t *request_id);
+
 /* Non-zero when next_block() would produce a block. */
 int sx_smp_session_want_write(const sx_smp_session *s);
 /* Writes the next block to send: 1 when one was produced, 0 when there
@@ -216,6 +232,17 @@ sx_smp_session_state sx_smp_session_get_state(const sx_smp_session *s);
 uint16_t sx_smp_session_version(const sx_smp_session *s);
 /* Non-zero when blocks are encrypted (v >= 11, not proxy). */
 int sx_smp_session_encrypted(const sx_smp_session *s);
+/* The server's session DH key (X25519, from its hello, v7+) into out:
+ * 0, or SIMPLEX_ERR_INVALID_ARG when the session is not READY or the
+ * server sent none. */
+int sx_smp_session_server_key(const sx_smp_session *s,
+                              uint8_t out[SX_X25519_BYTES]);
+/* The X25519 shared secret of the session's own DH key and the server's
+ * session key (the secret the block encryption chains start from, and a
+ * proxy's secret with the relay for RFWD / RRES): 0, or
+ * SIMPLEX_ERR_INVALID_ARG as server_key(). Kept until free(). */
+int sx_smp_session_dh_secret(const sx_smp_session *s,
+                             uint8_t out[SX_X25519_BYTES]);
 /* Requests awaiting a response (not counting timed-out ones). */
 size_t sx_smp_session_pending(const sx_smp_session *s);
 

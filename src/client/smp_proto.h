@@ -484,6 +484,11 @@ int sx_smp_authorize(sx_smp_auth *out, sx_key_alg alg, const uint8_t *priv,
                      const uint8_t server_dh_pub[SX_X25519_BYTES],
                      sx_smp_bytes corr_id, const uint8_t *authorized,
                      size_t authorized_len);
+/* The Ed25519 authorization above with the key already expanded
+ * (sx_ed25519_expand): the same signature without the key expansion. */
+int sx_smp_authorize_ed25519_expanded(
+    sx_smp_auth *out, const uint8_t x[SX_ED25519_EXPANDED_BYTES],
+    const uint8_t *authorized, size_t authorized_len);
 /* Server side: verifies with the entity's public key; X25519 needs the
  * server's session DH private key. SIMPLEX_ERR_SIGNATURE on mismatch. */
 int sx_smp_verify(const sx_smp_bytes *auth, sx_smp_auth_kind kind,

@@ -133,6 +133,20 @@ int sx_smp_authorize(sx_smp_auth *out, sx_key_alg alg, const uint8_t *priv,
     }
 }
 
+int sx_smp_authorize_ed25519_expanded(
+    sx_smp_auth *out, const uint8_t x[SX_ED25519_EXPANDED_BYTES],
+    const uint8_t *authorized, size_t authorized_len)
+{
+    if (!out || !x)
+        return SIMPLEX_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    SMP_TRY(sx_ed25519_sign_expanded(out->bytes, authorized, authorized_len,
+                                     x));
+    out->kind = SX_SMP_AUTH_ED25519;
+    out->len = SX_ED25519_SIG_BYTES;
+    return 0;
+}
+
 int sx_smp_verify(const sx_smp_bytes *auth, sx_smp_auth_kind kind,
                   const sx_smp_key *pub,
                   const uint8_t server_dh_priv[SX_X25519_BYTES],

@@ -47,6 +47,9 @@ void sx_random(void *out, size_t n);
 int sx_sha256(uint8_t out[SX_SHA256_BYTES], const void *msg, size_t n);
 int sx_sha512(uint8_t out[SX_SHA512_BYTES], const void *msg, size_t n);
 int sx_sha3_256(uint8_t out[32], const void *msg, size_t n);
+/* SipHash-2-4 of msg with a 16-byte secret key: hash-table indexes
+ * derived from secret or attacker-chosen data. */
+uint64_t sx_siphash(const uint8_t key[16], const void *msg, size_t n);
 
 /* HKDF with SHA-512: extract(salt, ikm) then expand(info, out_len).
  * salt may be empty (salt_len 0, NULL allowed); out_len <= 255 * 64. */

@@ -18,6 +18,17 @@ void sx_random(void *out, size_t n)
         randombytes_buf(out, n);
 }
 
+uint64_t sx_siphash(const uint8_t key[16], const void *msg, size_t n)
+{
+    uint8_t h[crypto_shorthash_siphash24_BYTES];
+    uint64_t v = 0;
+    static const uint8_t none[1] = {0};
+    crypto_shorthash_siphash24(h, n ? msg : none, (unsigned long long)n, key);
+    for (size_t i = 0; i < sizeof h; i++)
+        v |= (uint64_t)h[i] << (8 * i);
+    return v;
+}
+
 int sx_sha256(uint8_t out[SX_SHA256_BYTES], const void *msg, size_t n)
 {
     if (!out || (!msg && n))

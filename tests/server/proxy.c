@@ -44,29 +44,10 @@ typedef struct prx_relay {
     uint8_t *signed_key;
     size_t signed_key_len;
     uint8_t secret[32];           /* the proxy-relay session secret */
-    /* the session's random source: captures its DH key, injects a corrId */
-    uint8_t dh_priv[32];
-    int has_corr;
-    uint8_t corr[SX_SMP_SESSION_CORR_ID_BYTES];
 } prx_relay;
 
 static prx_relay *g_relays;
 static sx_tls_ctx *g_tls;
-
-static void relay_rng(void *ctx, uint8_t *buf, size_t n)
-{
-    prx_relay *p = ctx;
-    if (n == sizeof p->corr && p->has_corr) {
-        memcpy(buf, p->corr, n);
-        p->has_corr = 0;
-        return;
-    }
-    sx_random(buf, n);
-    /* the session's DH key is the only 32-byte draw (proxy.c needs it for
-     * the RFWD secret, which the session does not expose) */
-    if (n == sizeof p->dh_priv)
-        memcpy(p->dh_priv, buf, n);
-}
 
 static uint64_t now_ms(void)
 {
@@ -238,8 +219,6 @@ static int relay_connect(prx_relay *p, const sx_smp_server *srv,
     sx_smp_session_config_init(&cfg);
     memcpy(cfg.key_hash, p->key_hash, sizeof cfg.key_hash);
     cfg.proxy = 1;
-    cfg.rng = relay_rng;
-    cfg.rng_ctx = p;
     cfg.response_timeout_ms = PRX_TIMEOUT_MS;
     cfg.ping_interval_ms = 0;
     ulen = sx_tls_unique(p->tls, uniq);
@@ -295,15 +274,11 @@ static int relay_connect(prx_relay *p, const sx_smp_server *srv,
         resp_broker(r, c, corr, ent, SX_SMP_BROKER_NETWORK, 0, 0);
         goto out;
     }
-    /* the proxy-relay secret (thAuth sessSecret) */
-    if (p->signed_key && p->n_certs) {
-        sx_smp_key k;
-        sx_smp_bytes sk = {p->signed_key, p->signed_key_len};
-        sx_smp_bytes leaf = {p->certs[0], p->cert_len[0]};
-        if (sx_smp_signed_key_verify(&k, sk, leaf) < 0 ||
-            sx_x25519_dh(p->secret, k.raw, p->dh_priv) < 0)
-            goto transport;
-    }
+    /* the proxy-relay secret (thAuth sessSecret): the session checked the
+     * relay's signed session key against its leaf certificate */
+    if (p->signed_key && p->n_certs &&
+        sx_smp_session_dh_secret(p->sess, p->secret) < 0)
+        goto transport;
     rc = 0;
     goto out;
 transport:
@@ -440,11 +415,8 @@ void sc_do_pfwd(srv_conn *c, const item *it, srv_resps *r)
     cmd.body.p = sealed;
     cmd.body.n = w.len + SX_BOX_TAG_BYTES;
     /* the RFWD corrId is the nonce (forwardSMPTransmission) */
-    memcpy(p->corr, nonce, sizeof p->corr);
-    p->has_corr = 1;
-    rc = sx_smp_session_submit(p->sess, NULL, 0, &cmd, NULL, now_ms(),
-                               PRX_TIMEOUT_MS, &id);
-    p->has_corr = 0;
+    rc = sx_smp_session_submit_corr(p->sess, nonce, NULL, 0, &cmd, NULL,
+                                    now_ms(), PRX_TIMEOUT_MS, &id);
     if (rc < 0) {
         if (rc == SIMPLEX_ERR_TOO_LARGE)
             resp_broker(r, c, corr, ent, SX_SMP_BROKER_TRANSPORT,

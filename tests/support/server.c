@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sys/prctl.h>
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
@@ -129,6 +130,8 @@ int tsrv_start(tsrv *s, int port, const char *dir, const char *log,
         return -1;
     }
     if (s->pid == 0) {
+        /* never outlive the test that started it, even when it crashes */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);

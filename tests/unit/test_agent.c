@@ -17,7 +17,9 @@
 #include <unistd.h>
 #include <time.h>
 #include <pthread.h>
+#include <sys/select.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 #include <sqlite3.h>
@@ -610,6 +612,237 @@ static void test_callback(void **state)
     pthread_mutex_destroy(&cs.mu);
 }
 
+
+/* ---- crashes: an agent process killed with SIGKILL ---- */
+
+/* Reads one line from fd into buf; 0 at EOF or on a timeout. */
+static int read_line(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+        fd_set rd;
+        char ch;
+        FD_ZERO(&rd);
+        FD_SET(fd, &rd);
+        if (select(fd + 1, &rd, NULL, NULL, &tv) <= 0)
+            return 0;
+        if (read(fd, &ch, 1) != 1)
+            return 0;
+        if (ch == '\n')
+            break;
+        buf[n++] = ch;
+    }
+    buf[n] = 0;
+    return 1;
+}
+
+static void child_send_loop(peer *p, int fd)
+{
+    int i;
+    for (i = 0; i < 1000; i++) {
+        char t[32], line[32];
+        int64_t id;
+        snprintf(t, sizeof t, "m%d", i);
+        if (simplex_agent_send(p->a, p->conn, (const uint8_t *)t, strlen(t),
+                               &id) != 0)
+            _exit(3);
+        snprintf(line, sizeof line, "%d\n", i);
+        if (write(fd, line, strlen(line)) < 0)
+            _exit(4);
+    }
+    _exit(0);
+}
+
+static void test_kill_sending(void **state)
+{
+    peer alice, bob;
+    int fds[2], i, stored = 0, got = 0, status;
+    pid_t pid;
+    char line[64];
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    peer_open(&alice, "alice-ks", g_srv.addr, 0);
+    peer_open(&bob, "bob-ks", g_srv.addr, 0);
+    connect_peers(&alice, &bob);
+    peer_close(&alice);
+    peer_close(&bob);
+    assert_int_equal(pipe(fds), 0);
+    fflush(stdout);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        peer_open(&alice, "alice-ks", g_srv.addr, 0);
+        child_send_loop(&alice, fds[1]);
+    }
+    close(fds[1]);
+    while (stored < 40 && read_line(fds[0], line, sizeof line, 10000))
+        stored = atoi(line) + 1;
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    close(fds[0]);
+    assert_true(stored >= 40);
+    /* everything stored is delivered exactly once, in order */
+    peer_open(&alice, "alice-ks", g_srv.addr, 0);
+    peer_open(&bob, "bob-ks", g_srv.addr, 0);
+    for (;;) {
+        simplex_agent_event *e = NULL;
+        int rc = simplex_agent_next_event(bob.a, got < stored ? 10000 : 1500,
+                                          &e);
+        char want[32];
+        size_t n;
+        const uint8_t *b;
+        if (rc == SIMPLEX_ERR_TIMEOUT)
+            break;
+        assert_int_equal(rc, 0);
+        if (simplex_agent_event_get_type(e) != SIMPLEX_AGENT_EVENT_MSG) {
+            simplex_agent_event_free(e);
+            continue;
+        }
+        b = simplex_agent_event_body(e, &n);
+        snprintf(want, sizeof want, "m%d", got);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(b, want, n);
+        assert_int_equal(simplex_agent_event_integrity(e, NULL, NULL),
+                         SIMPLEX_AGENT_INTEGRITY_OK);
+        assert_int_equal(simplex_agent_event_flags(e), 0);
+        assert_int_equal(simplex_agent_ack(bob.a, bob.conn,
+                                           simplex_agent_event_msg_id(e),
+                                           NULL, 0),
+                         0);
+        simplex_agent_event_free(e);
+        got++;
+    }
+    /* the message being stored when the process died may or may not have
+     * been committed */
+    assert_true(got == stored || got == stored + 1);
+    for (i = 0; i < 3; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "after%d", i);
+        send_text(&alice, t, NULL);
+        expect_msg(&bob, t, 1, 0);
+    }
+    peer_close(&alice);
+    peer_close(&bob);
+}
+
+static void test_kill_receiving(void **state)
+{
+    peer alice, bob;
+    int fds[2], i, status, total = 60, seen_child = 0, next = 0;
+    int seen[60];
+    pid_t pid;
+    char line[64];
+    (void)state;
+    memset(seen, 0, sizeof seen);
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    peer_open(&alice, "alice-kr", g_srv.addr, 0);
+    peer_open(&bob, "bob-kr", g_srv.addr, 0);
+    connect_peers(&alice, &bob);
+    peer_close(&bob);
+    for (i = 0; i < total; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "m%d", i);
+        send_text(&alice, t, NULL);
+    }
+    for (i = 0; i < total; i++)
+        simplex_agent_event_free(wait_ev(&alice, SIMPLEX_AGENT_EVENT_SENT,
+                                         10000));
+    peer_close(&alice);
+    assert_int_equal(pipe(fds), 0);
+    fflush(stdout);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        peer_open(&bob, "bob-kr", g_srv.addr, 0);
+        for (;;) {
+            simplex_agent_event *e = NULL;
+            size_t n;
+            const uint8_t *b;
+            char out[64];
+            if (simplex_agent_next_event(bob.a, 10000, &e) != 0)
+                _exit(3);
+            if (simplex_agent_event_get_type(e) != SIMPLEX_AGENT_EVENT_MSG) {
+                simplex_agent_event_free(e);
+                continue;
+            }
+            b = simplex_agent_event_body(e, &n);
+            snprintf(out, sizeof out, "%.*s\n", (int)n, (const char *)b);
+            if (write(fds[1], out, strlen(out)) < 0)
+                _exit(4);
+            if (simplex_agent_ack(bob.a, bob.conn,
+                                  simplex_agent_event_msg_id(e), NULL,
+                                  0) != 0)
+                _exit(5);
+            simplex_agent_event_free(e);
+        }
+    }
+    close(fds[1]);
+    while (seen_child < 25 && read_line(fds[0], line, sizeof line, 10000)) {
+        int k = atoi(line + 1);
+        assert_int_equal(k, seen_child); /* in order */
+        seen[k]++;
+        seen_child++;
+    }
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    close(fds[0]);
+    assert_int_equal(seen_child, 25);
+    /* the rest arrives; a message seen before arrives again only when it
+     * was not acknowledged, and then it says so */
+    peer_open(&bob, "bob-kr", g_srv.addr, 0);
+    next = -1;
+    for (;;) {
+        simplex_agent_event *e = NULL;
+        int rc = simplex_agent_next_event(bob.a, 5000, &e);
+        size_t n;
+        const uint8_t *b;
+        int k;
+        if (rc == SIMPLEX_ERR_TIMEOUT)
+            break;
+        assert_int_equal(rc, 0);
+        if (simplex_agent_event_get_type(e) != SIMPLEX_AGENT_EVENT_MSG) {
+            simplex_agent_event_free(e);
+            continue;
+        }
+        b = simplex_agent_event_body(e, &n);
+        assert_true(n > 1 && n < 16 && b[0] == 'm');
+        {
+            char num[16];
+            memcpy(num, b + 1, n - 1);
+            num[n - 1] = 0;
+            k = atoi(num);
+        }
+        assert_true(k >= 0 && k < total);
+        if (seen[k]) {
+            assert_true(simplex_agent_event_flags(e) &
+                        SIMPLEX_AGENT_MSG_REDELIVERED);
+            assert_true(k >= seen_child - 2);
+        } else {
+            assert_int_equal(simplex_agent_event_flags(e) &
+                                 SIMPLEX_AGENT_MSG_REDELIVERED,
+                             0);
+        }
+        assert_true(k > next); /* in order */
+        next = k;
+        seen[k]++;
+        assert_int_equal(simplex_agent_ack(bob.a, bob.conn,
+                                           simplex_agent_event_msg_id(e),
+                                           NULL, 0),
+                         0);
+        simplex_agent_event_free(e);
+        if (k == total - 1)
+            break;
+    }
+    for (i = 0; i < total; i++)
+        assert_true(seen[i] >= 1 && seen[i] <= 2);
+    peer_close(&bob);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -644,6 +877,8 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_bad_database),
         cmocka_unit_test(test_callback),
+        cmocka_unit_test(test_kill_sending),
+        cmocka_unit_test(test_kill_receiving),
     };
     if (simplex_global_init(NULL) != 0)
         return 1;

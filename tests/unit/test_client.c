@@ -31,109 +31,51 @@
 #include <cmocka.h>
 
 #include "simplex/simplex.h"
+#include "server.h"
 
 /* ---- helper processes ---- */
 
-typedef struct server {
-    pid_t pid;
-    int port;
-    char addr[256];
-} server;
+typedef tsrv server;
 
 static pid_t g_running = -1;
 static server g_srv; /* shared by the tests that do not restart it */
 
 static void bin_path(char *out, size_t cap, const char *name)
 {
-    const char *env = getenv("SMP_TEST_SERVER");
-    char self[PATH_MAX];
-    ssize_t n;
-    char *slash;
-    if (env && *env && strcmp(name, "smp-test-server") == 0) {
-        snprintf(out, cap, "%s", env);
-        return;
-    }
-    n = readlink("/proc/self/exe", self, sizeof self - 1);
-    assert_true(n > 0);
-    self[n] = 0;
-    slash = strrchr(self, '/');
-    assert_non_null(slash);
-    *slash = 0;
-    assert_true(strlen(self) + strlen(name) + 10 < cap);
-    snprintf(out, cap, "%s/../bin/%s", self, name);
+    assert_int_equal(tsrv_bin_path(out, cap, name), 0);
 }
 
 static int free_port(void)
 {
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    int port = tsrv_free_port();
+    assert_true(port > 0);
+    return port;
+}
+
+/* Starts smp-test-server with extra arguments (NULL-terminated, or NULL);
+ * it is killed by kill_leftover() when a test fails. */
+static void server_start_ex(server *s, int port, const char *dir,
+                            const char *log, const char *const *extra)
+{
+    if (tsrv_start(s, port, dir, log, extra) != 0)
+        fail_msg("smp-test-server did not start");
+    g_running = s->pid;
 }
 
 static void server_start(server *s, int port, const char *dir, const char *log)
 {
-    char path[PATH_MAX], portstr[16];
-    char *argv[8];
-    int argc = 0, fds[2];
-    size_t got = 0;
-
-    bin_path(path, sizeof path, "smp-test-server");
-    assert_int_equal(access(path, X_OK), 0);
-    s->port = port;
-    snprintf(portstr, sizeof portstr, "%d", port);
-    argv[argc++] = path;
-    argv[argc++] = "--port";
-    argv[argc++] = portstr;
-    if (dir) {
-        argv[argc++] = "--dir";
-        argv[argc++] = (char *)dir;
-    }
-    if (log) {
-        argv[argc++] = "--store-log";
-        argv[argc++] = (char *)log;
-    }
-    argv[argc] = NULL;
-    assert_int_equal(pipe(fds), 0);
-    fflush(stdout);
-    s->pid = fork();
-    assert_true(s->pid >= 0);
-    if (s->pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execv(path, argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    g_running = s->pid;
-    while (got < sizeof s->addr - 1) {
-        char ch;
-        ssize_t n = read(fds[0], &ch, 1);
-        assert_int_equal(n, 1);
-        if (ch == '\n')
-            break;
-        s->addr[got++] = ch;
-    }
-    s->addr[got] = 0;
-    close(fds[0]);
-    assert_memory_equal(s->addr, "smp://", 6);
+    server_start_ex(s, port, dir, log, NULL);
 }
 
+/* Stops it (SIGTERM); the shared server becomes the running one again. */
 static void server_stop(server *s)
 {
-    int st = 0;
-    assert_int_equal(kill(s->pid, SIGTERM), 0);
-    assert_int_equal(waitpid(s->pid, &st, 0), s->pid);
-    g_running = -1;
-    s->pid = -1;
+    int rc;
+    if (s->pid <= 0)
+        return;
+    rc = tsrv_stop(s);
+    g_running = s != &g_srv && g_srv.pid > 0 ? g_srv.pid : -1;
+    assert_int_equal(rc, 0);
 }
 
 /* Runs simplex-cli with args; returns its exit status (-1: signal). */
@@ -673,7 +615,7 @@ static void test_wrong_fingerprint(void **state)
 {
     simplex_client *a = new_client(NULL, NULL);
     simplex_queue *q = NULL;
-    char bad[300];
+    char bad[600];
     simplex_buf m = {NULL, 0};
     (void)state;
     wrong_key_addr(bad, sizeof bad, g_srv.addr);
@@ -789,13 +731,13 @@ static void test_keepalive(void **state)
         o2.response_timeout_ms = 300;
         assert_int_equal(simplex_client_new(&c2, &o2), 0);
         assert_int_equal(simplex_client_ping(c2, s.addr), 0);
-        assert_int_equal(kill(s.pid, SIGSTOP), 0);
+        assert_int_equal(tsrv_signal(&s, SIGSTOP), 0);
         assert_int_equal(simplex_client_ping(c2, s.addr), SIMPLEX_ERR_TIMEOUT);
         simplex_client_free(c2);
     }
     ev = wait_event(a, SIMPLEX_CLIENT_EVENT_DOWN, 5000);
     simplex_client_event_free(ev);
-    assert_int_equal(kill(s.pid, SIGCONT), 0);
+    assert_int_equal(tsrv_signal(&s, SIGCONT), 0);
     ev = wait_event(a, SIMPLEX_CLIENT_EVENT_UP, 10000);
     simplex_client_event_free(ev);
     assert_int_equal(simplex_client_delete(a, q), 0);
@@ -894,7 +836,7 @@ static void test_reconnect(void **state)
     simplex_queue *q = NULL;
     simplex_client_event *ev;
     char dir[] = "/tmp/simplex-client-test-XXXXXX";
-    char log[PATH_MAX], addr[256];
+    char log[PATH_MAX], addr[512];
     uint8_t spk[32], ssk[32];
     const uint8_t *mid;
     size_t ml;
@@ -1091,7 +1033,7 @@ static void test_socks5(void **state)
     pid_t p2 = start_microsocks(&port_auth, "alice", "secret");
     simplex_client *a;
     simplex_queue *q = NULL;
-    char bad[300], proxy[64];
+    char bad[600], proxy[64];
     (void)state;
 
     /* no authentication */
@@ -1148,7 +1090,7 @@ static void test_socks5(void **state)
 
 static void test_cli(void **state)
 {
-    char bad[300];
+    char bad[600];
     (void)state;
     assert_int_equal(run_cli("server-test", g_srv.addr, "--timeout", "5"), 0);
     wrong_key_addr(bad, sizeof bad, g_srv.addr);
@@ -1163,61 +1105,13 @@ static void test_cli(void **state)
  * credentials in dir when given. */
 static void proxy_server_start(server *s, int port, const char *dir)
 {
-    char path[PATH_MAX], portstr[16];
-    char *argv[7];
-    int fds[2];
-    size_t got = 0;
-
-    bin_path(path, sizeof path, "smp-test-server");
-    assert_int_equal(access(path, X_OK), 0);
-    snprintf(portstr, sizeof portstr, "%d", port);
-    argv[0] = path;
-    argv[1] = "--port";
-    argv[2] = portstr;
-    argv[3] = "--proxy";
-    argv[4] = dir ? "--dir" : NULL;
-    argv[5] = (char *)dir;
-    argv[6] = NULL;
-    assert_int_equal(pipe(fds), 0);
-    fflush(stdout);
-    s->pid = fork();
-    assert_true(s->pid >= 0);
-    if (s->pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execv(path, argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    g_running = s->pid; /* killed by kill_leftover() when a test fails */
-    while (got < sizeof s->addr - 1) {
-        char ch;
-        ssize_t n = read(fds[0], &ch, 1);
-        if (n != 1) {
-            kill(s->pid, SIGKILL);
-            waitpid(s->pid, NULL, 0);
-            fail_msg("the proxy server did not start");
-        }
-        if (ch == '\n')
-            break;
-        s->addr[got++] = ch;
-    }
-    s->addr[got] = 0;
-    close(fds[0]);
-    assert_memory_equal(s->addr, "smp://", 6);
+    static const char *const extra[] = {"--proxy", NULL};
+    server_start_ex(s, port, dir, NULL, extra);
 }
 
 static void proxy_server_stop(server *s)
 {
-    int st = 0;
-    if (s->pid <= 0)
-        return;
-    kill(s->pid, SIGTERM);
-    waitpid(s->pid, &st, 0);
-    s->pid = -1;
-    g_running = g_srv.pid > 0 ? g_srv.pid : -1;
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    server_stop(s);
 }
 
 static void expect_last_error(simplex_client *c, const char *text)
@@ -1249,7 +1143,7 @@ static void test_proxy_send(void **state)
                                         "via proxy 3"};
     (void)state;
 
-    char dir[] = "/tmp/sx-proxy-XXXXXX", old[256];
+    char dir[] = "/tmp/sx-proxy-XXXXXX", old[512];
     assert_non_null(mkdtemp(dir));
     proxy_server_start(&px, port, dir);
     assert_int_equal(simplex_client_create_queue(rcv, &q, g_srv.addr,
@@ -1343,7 +1237,7 @@ static void test_proxy_errors(void **state)
 {
     server px;
     simplex_client *snd = new_client(NULL, NULL);
-    char bad[300];
+    char bad[600];
     uint8_t sid[24], pk[32], sk[32];
     (void)state;
 
@@ -1358,7 +1252,7 @@ static void test_proxy_errors(void **state)
     expect_last_error(snd, "ERR PROXY BROKER NETWORK");
     /* a port nobody listens on: the same */
     {
-        char dead[300];
+        char dead[600];
         const char *at = strchr(g_srv.addr, '@');
         assert_non_null(at);
         snprintf(dead, sizeof dead, "%.*s@127.0.0.1:%d",

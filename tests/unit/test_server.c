@@ -37,126 +37,55 @@
 #include "common/text.h"
 #include "crypto/crypto.h"
 #include "simplex/simplex.h"
+#include "server.h"
 
 /* ---- the server process ---- */
 
 typedef struct server {
-    pid_t pid;
-    int port;
-    char addr[256];
+    tsrv t; /* pid, port, address */
     uint8_t key_hash[32];
 } server;
-
-static void server_path(char *out, size_t cap)
-{
-    const char *env = getenv("SMP_TEST_SERVER");
-    char self[PATH_MAX];
-    ssize_t n;
-    if (env && *env) {
-        snprintf(out, cap, "%s", env);
-        return;
-    }
-    n = readlink("/proc/self/exe", self, sizeof self - 1);
-    assert_true(n > 0);
-    self[n] = 0;
-    char *slash = strrchr(self, '/');
-    assert_non_null(slash);
-    *slash = 0;
-    assert_true(strlen(self) + 32 < cap);
-    memcpy(out, self, strlen(self));
-    memcpy(out + strlen(self), "/../bin/smp-test-server", 24);
-}
-
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* The running server, killed by the group teardown when a test fails. */
 static pid_t g_running = -1;
 
+static int free_port(void)
+{
+    int port = tsrv_free_port();
+    assert_true(port > 0);
+    return port;
+}
+
 static void server_start(server *s, int port, const char *dir, const char *log)
 {
-    char path[PATH_MAX], portstr[16];
-    int fds[2];
-    char *argv[8];
-    int argc = 0;
-    size_t got = 0;
-
-    server_path(path, sizeof path);
-    assert_int_equal(access(path, X_OK), 0);
-    s->port = port;
-    snprintf(portstr, sizeof portstr, "%d", port);
-    argv[argc++] = path;
-    argv[argc++] = "--port";
-    argv[argc++] = portstr;
-    if (dir) {
-        argv[argc++] = "--dir";
-        argv[argc++] = (char *)dir;
-    }
-    if (log) {
-        argv[argc++] = "--store-log";
-        argv[argc++] = (char *)log;
-    }
-    argv[argc] = NULL;
-    assert_int_equal(pipe(fds), 0);
-    fflush(stdout);
-    s->pid = fork();
-    assert_true(s->pid >= 0);
-    if (s->pid == 0) {
-        dup2(fds[1], 1);
-        close(fds[0]);
-        close(fds[1]);
-        execv(path, argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    g_running = s->pid;
-    /* the first line is the address */
-    while (got < sizeof s->addr - 1) {
-        char ch;
-        ssize_t n = read(fds[0], &ch, 1);
-        assert_int_equal(n, 1);
-        if (ch == '\n')
-            break;
-        s->addr[got++] = ch;
-    }
-    s->addr[got] = 0;
-    close(fds[0]);
-    /* smp://<key hash>@127.0.0.1:PORT */
     char expect_tail[64];
+    const char *at;
+    sx_wr w;
+
+    if (tsrv_start(&s->t, port, dir, log, NULL) != 0)
+        fail_msg("smp-test-server did not start");
+    g_running = s->t.pid;
+    /* smp://<key hash>@127.0.0.1:PORT */
     snprintf(expect_tail, sizeof expect_tail, "@127.0.0.1:%d", port);
-    assert_memory_equal(s->addr, "smp://", 6);
-    char *at = strchr(s->addr, '@');
+    assert_int_equal(s->t.port, port);
+    assert_memory_equal(s->t.addr, "smp://", 6);
+    at = strchr(s->t.addr, '@');
     assert_non_null(at);
     assert_string_equal(at, expect_tail);
-    sx_wr w;
     sx_wr_init(&w);
-    assert_int_equal(sx_b64url_decode(&w, s->addr + 6,
-                                      (size_t)(at - s->addr - 6)), 0);
+    assert_int_equal(sx_b64url_decode(&w, s->t.addr + 6,
+                                      (size_t)(at - s->t.addr - 6)), 0);
     assert_int_equal(w.len, 32);
     memcpy(s->key_hash, w.p, 32);
     sx_wr_free(&w);
 }
 
+/* Stops it; it must exit with status 0. */
 static void server_stop(server *s)
 {
-    int st = 0;
-    assert_int_equal(kill(s->pid, SIGTERM), 0);
-    assert_int_equal(waitpid(s->pid, &st, 0), s->pid);
+    int rc = tsrv_stop(&s->t);
     g_running = -1;
-    assert_true(WIFEXITED(st));
-    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_int_equal(rc, 0);
 }
 
 /* ---- a minimal SMP client ---- */
@@ -248,7 +177,7 @@ static void client_connect_ex(client *c, const server *s, uint16_t version,
     c->fd = socket(AF_INET, SOCK_STREAM, 0);
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)s->port);
+    a.sin_port = htons((uint16_t)s->t.port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof a), 0);
     c->ctx = SSL_CTX_new(TLS_client_method());
@@ -767,7 +696,7 @@ static void test_handshake_errors(void **state)
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         memset(&sa, 0, sizeof sa);
         sa.sin_family = AF_INET;
-        sa.sin_port = htons((uint16_t)s.port);
+        sa.sin_port = htons((uint16_t)s.t.port);
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
         SSL_CTX_set_alpn_protos(ctx, (const unsigned char *)"\x05smp/1", 6);
@@ -799,7 +728,7 @@ static void test_restart(void **state)
     client a;
     queue q;
     char dir[] = "/tmp/smp-test-server-XXXXXX";
-    char log[PATH_MAX], addr[256];
+    char log[PATH_MAX], addr[512];
     uint8_t corr[24], msg_id[24];
     reply r;
     int port = free_port();
@@ -808,7 +737,7 @@ static void test_restart(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(log, sizeof log, "%s/store.log", dir);
     server_start(&s, port, dir, log);
-    snprintf(addr, sizeof addr, "%s", s.addr);
+    snprintf(addr, sizeof addr, "%s", s.t.addr);
     client_connect(&a, &s, 18, 1, NULL);
     create_queue(&a, &q, 'C');
     send_msg(&a, &q, "kept", NULL, SX_SMP_MSG_OK);
@@ -821,7 +750,7 @@ static void test_restart(void **state)
     server_stop(&s);
 
     server_start(&s, port, dir, log);
-    assert_string_equal(s.addr, addr);
+    assert_string_equal(s.t.addr, addr);
     client_connect(&a, &s, 18, 1, NULL);
     rcv_cmd(&a, &q, SX_SMP_CMD_GET, corr);
     recv_reply(&a, &r);

@@ -642,9 +642,9 @@ static void do_batch(uint16_t vmax, int enc)
     sx_smp_session_config cfg;
     uint8_t ed_pk[32], ed_sk[32], x_pk[32], x_sk[32];
     uint8_t e4_pk[SX_ED448_PK_BYTES], e4_sk[SX_ED448_SK_BYTES];
-    sx_smp_session_auth a_ed = {SX_KEY_ED25519, ed_sk};
-    sx_smp_session_auth a_x = {SX_KEY_X25519, x_sk};
-    sx_smp_session_auth a_448 = {SX_KEY_ED448, e4_sk};
+    sx_smp_session_auth a_ed = {.alg = SX_KEY_ED25519, .priv = ed_sk};
+    sx_smp_session_auth a_x = {.alg = SX_KEY_X25519, .priv = x_sk};
+    sx_smp_session_auth a_448 = {.alg = SX_KEY_ED448, .priv = e4_sk};
     sx_smp_key k_ed, k_x, k_448;
     sx_smp_cmd c;
     uint64_t id[5];
@@ -1176,8 +1176,8 @@ static void test_v6(void **state)
     fix f;
     sx_smp_session_config cfg;
     uint8_t x_pk[32], x_sk[32], ed_pk[32], ed_sk[32], other[32];
-    sx_smp_session_auth a_x = {SX_KEY_X25519, x_sk};
-    sx_smp_session_auth a_ed = {SX_KEY_ED25519, ed_sk};
+    sx_smp_session_auth a_x = {.alg = SX_KEY_X25519, .priv = x_sk};
+    sx_smp_session_auth a_ed = {.alg = SX_KEY_ED25519, .priv = ed_sk};
     sx_smp_key k_ed;
     sx_smp_cmd c;
     uint64_t id, id2;
@@ -1391,6 +1391,100 @@ static int teardown(void **state)
     return 0;
 }
 
+/* submit_corr(): the caller's correlation id is sent as given and may not
+ * be pending twice; an expanded Ed25519 key signs exactly as the seed;
+ * server_key() / dh_secret() give the server's session key and the DH
+ * secret with it once the session is READY. */
+static void test_corr_and_secret(void **state)
+{
+    fix f;
+    sx_smp_session_config cfg;
+    sx_smp_session_event ev;
+    uint8_t ch_block[SX_SMP_BLOCK_SIZE], got[32], want[32];
+    uint8_t corr[SX_SMP_SESSION_CORR_ID_BYTES], corr2[sizeof corr];
+    uint8_t ed_pk[32], ed_sk[32], ed_x[SX_ED25519_EXPANDED_BYTES];
+    uint8_t sig[SX_ED25519_SIG_BYTES];
+    sx_smp_session_auth a_x = {.alg = SX_KEY_ED25519,
+                               .ed25519_expanded = ed_x};
+    sx_smp_key k_ed;
+    sx_smp_cmd c;
+    sx_smp_client_hello ch;
+    const uint8_t *content;
+    size_t n;
+    uint64_t id = 0, id2 = 0;
+    sx_wr w;
+    (void)state;
+
+    assert_int_equal(sx_ed25519_keypair(ed_pk, ed_sk), 0);
+    assert_int_equal(sx_ed25519_expand(ed_x, ed_sk), 0);
+    sx_smp_key_set(&k_ed, SX_KEY_ED25519, ed_pk);
+    memset(corr, 0xc5, sizeof corr);
+    memset(corr2, 0x5c, sizeof corr2);
+
+    memset(&f, 0, sizeof f);
+    cfg_default(&cfg, &f.rng);
+    new_started(&f, &cfg);
+    sx_smp_cmd_init(&c, SX_SMP_CMD_PING);
+    /* not READY yet */
+    assert_int_equal(sx_smp_session_server_key(f.s, got),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(sx_smp_session_dh_secret(f.s, got),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(sx_smp_session_submit_corr(f.s, corr, NULL, 0, &c, NULL,
+                                                0, 0, &id),
+                     SIMPLEX_ERR_INVALID_ARG);
+    hello_block(f.block, 6, 18, SID, sizeof SID);
+    assert_int_equal(sx_smp_session_recv_block(f.s, f.block, 0), 0);
+    next_ev(f.s, &ev, SX_SMP_SESSION_EV_HANDSHAKE);
+    sx_smp_session_event_dispose(&ev);
+    assert_int_equal(sx_smp_session_next_block(f.s, ch_block, 0), 1);
+    peer_accept(&f.pr, ch_block, 18, 1, 0);
+
+    /* the keys */
+    assert_int_equal(sx_smp_session_server_key(f.s, got), 0);
+    assert_memory_equal(got, srv_dh_pub, 32);
+    assert_int_equal(sx_smp_block_unpad(ch_block, &content, &n), 0);
+    assert_int_equal(sx_smp_client_hello_decode(&ch, content, n), 0);
+    assert_int_equal(sx_x25519_dh(want, ch.dh_key.raw, srv_dh_priv), 0);
+    assert_int_equal(sx_smp_session_dh_secret(f.s, got), 0);
+    assert_memory_equal(got, want, 32);
+    assert_int_equal(sx_smp_session_dh_secret(NULL, got),
+                     SIMPLEX_ERR_INVALID_ARG);
+
+    /* the caller's corrId, once at a time */
+    assert_int_equal(sx_smp_session_submit_corr(f.s, NULL, NULL, 0, &c, NULL,
+                                                0, 0, &id),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(sx_smp_session_submit_corr(f.s, corr, NULL, 0, &c, NULL,
+                                                0, 0, &id),
+                     0);
+    assert_int_equal(sx_smp_session_submit_corr(f.s, corr, NULL, 0, &c, NULL,
+                                                0, 0, &id2),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(sx_smp_session_pending(f.s), 1);
+    sx_smp_cmd_init(&c, SX_SMP_CMD_SUB);
+    assert_int_equal(sx_smp_session_submit_corr(f.s, corr2, E1, 24, &c, &a_x,
+                                                0, 0, &id2),
+                     0);
+    assert_true(id != id2);
+    assert_int_equal(sx_smp_session_next_block(f.s, f.block, 0), 1);
+    peer_read(&f.pr, f.block);
+    assert_int_equal(f.pr.n, 2);
+    assert_int_equal(f.pr.t[0].corr_id.n, sizeof corr);
+    assert_memory_equal(f.pr.t[0].corr_id.p, corr, sizeof corr);
+    assert_int_equal(f.pr.t[1].corr_id.n, sizeof corr2);
+    assert_memory_equal(f.pr.t[1].corr_id.p, corr2, sizeof corr2);
+    /* the expanded key's signature is the seed's */
+    verify_auth(&f.pr, &f.pr.t[1], SX_SMP_AUTH_ED25519, &k_ed);
+    sx_wr_init(&w);
+    assert_int_equal(sx_smp_trans_signed(&w, &f.pr.prm, &f.pr.t[1]), 0);
+    assert_int_equal(sx_ed25519_sign(sig, w.p, w.len, ed_sk), 0);
+    sx_wr_free(&w);
+    assert_int_equal(f.pr.t[1].auth.n, sizeof sig);
+    assert_memory_equal(f.pr.t[1].auth.p, sig, sizeof sig);
+    fix_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1407,6 +1501,7 @@ int main(void)
         cmocka_unit_test(test_v6),
         cmocka_unit_test(test_many_requests),
         cmocka_unit_test(test_late_and_collisions),
+        cmocka_unit_test(test_corr_and_secret),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
