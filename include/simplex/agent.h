@@ -234,6 +234,15 @@ SIMPLEX_API SIMPLEX_WARN_UNUSED int
 simplex_agent_next_event(simplex_agent *a, int timeout_ms,
                          simplex_agent_event **out);
 
+/*
+ * A file descriptor that is readable exactly while events are queued for
+ * simplex_agent_next_event(), for poll()/select()/epoll loops: wait for
+ * it, then take events with a timeout of 0 until SIMPLEX_ERR_TIMEOUT.
+ * Owned by the agent (do not read or close it). -1 when events go to a
+ * callback.
+ */
+SIMPLEX_API int simplex_agent_event_fd(simplex_agent *a);
+
 /* ---- connections -------------------------------------------------------- */
 
 /*

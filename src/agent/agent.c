@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "agent/agent_int.h"
 #include "common/sx.h"
@@ -175,10 +177,15 @@ void ag_emit(simplex_agent *a, struct simplex_agent_event *e)
         return;
     e->next = NULL;
     pthread_mutex_lock(&a->qmu);
-    if (a->evs_tail)
+    if (a->evs_tail) {
         a->evs_tail->next = e;
-    else
+    } else {
         a->evs = e;
+        if (a->evfd[1] >= 0) {
+            ssize_t w = write(a->evfd[1], "e", 1);
+            (void)w; /* a full pipe is readable already */
+        }
+    }
     a->evs_tail = e;
     pthread_cond_signal(&a->evcv);
     pthread_cond_signal(&a->qcv);
@@ -477,6 +484,10 @@ static void agent_destroy(simplex_agent *a)
         simplex_agent_event_free(e);
     }
     sx_free(a->resub);
+    if (a->evfd[0] >= 0)
+        close(a->evfd[0]);
+    if (a->evfd[1] >= 0)
+        close(a->evfd[1]);
     sx_store_close(&a->st);
     for (i = 0; i < a->n_servers; i++)
         sx_free(a->servers[i]);
@@ -509,6 +520,7 @@ int simplex_agent_new(simplex_agent **out, const simplex_agent_options *opts)
     a = sx_calloc(1, sizeof *a);
     if (!a)
         return ag_fail(SIMPLEX_ERR_NOMEM, "out of memory");
+    a->evfd[0] = a->evfd[1] = -1;
     pthread_mutex_init(&a->mu, NULL);
     pthread_mutex_init(&a->qmu, NULL);
     pthread_cond_init(&a->qcv, NULL);
@@ -521,6 +533,16 @@ int simplex_agent_new(simplex_agent **out, const simplex_agent_options *opts)
                                                    : 2 * 86400;
     a->cb = opts->event_cb;
     a->user_data = opts->user_data;
+    if (!a->cb) {
+        if (pipe(a->evfd) != 0 ||
+            fcntl(a->evfd[0], F_SETFL, O_NONBLOCK) != 0 ||
+            fcntl(a->evfd[1], F_SETFL, O_NONBLOCK) != 0 ||
+            fcntl(a->evfd[0], F_SETFD, FD_CLOEXEC) != 0 ||
+            fcntl(a->evfd[1], F_SETFD, FD_CLOEXEC) != 0) {
+            agent_destroy(a);
+            return ag_fail(SIMPLEX_ERR_IO, "cannot create the event pipe");
+        }
+    }
     if (opts->n_servers) {
         a->servers = sx_calloc(opts->n_servers, sizeof *a->servers);
         if (!a->servers) {
@@ -595,6 +617,20 @@ void simplex_agent_free(simplex_agent *a)
     agent_destroy(a);
 }
 
+static void drain_evfd(simplex_agent *a)
+{
+    char buf[64];
+    if (a->evfd[0] < 0)
+        return;
+    while (read(a->evfd[0], buf, sizeof buf) > 0) {
+    }
+}
+
+int simplex_agent_event_fd(simplex_agent *a)
+{
+    return a ? a->evfd[0] : -1;
+}
+
 int simplex_agent_next_event(simplex_agent *a, int timeout_ms,
                              simplex_agent_event **out)
 {
@@ -625,8 +661,10 @@ int simplex_agent_next_event(simplex_agent *a, int timeout_ms,
     e = a->evs;
     if (e) {
         a->evs = e->next;
-        if (!a->evs)
+        if (!a->evs) {
             a->evs_tail = NULL;
+            drain_evfd(a);
+        }
         e->next = NULL;
     }
     pthread_mutex_unlock(&a->qmu);

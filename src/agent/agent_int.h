@@ -111,6 +111,7 @@ struct simplex_agent {
     pthread_cond_t qcv;  /* agent thread: jobs or events to dispatch */
     pthread_cond_t evcv; /* pull waiters */
     ag_job *jobs, *jobs_tail;
+    int evfd[2]; /* pull mode: readable while evs is not empty */
     struct simplex_agent_event *evs, *evs_tail;
     int stop;
 

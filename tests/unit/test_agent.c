@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <time.h>
 #include <pthread.h>
+#include <poll.h>
 #include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -236,6 +237,46 @@ static void test_fast(void **state)
 {
     (void)state;
     conversation(0);
+}
+
+/* The pull API in a poll() loop: the fd is readable exactly while events
+ * are queued. */
+static void test_event_fd(void **state)
+{
+    peer alice, bob;
+    struct pollfd pfd;
+    simplex_agent_event *e;
+    int fd, got = 0;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    peer_open(&alice, "alice-fd", g_srv.addr, 0);
+    peer_open(&bob, "bob-fd", g_srv.addr, 0);
+    connect_peers(&alice, &bob);
+    fd = simplex_agent_event_fd(bob.a);
+    assert_true(fd >= 0);
+    while (simplex_agent_next_event(bob.a, 0, &e) == 0)
+        simplex_agent_event_free(e);
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    send_text(&alice, "poll me", NULL);
+    while (!got) {
+        assert_int_equal(poll(&pfd, 1, 10000), 1);
+        while (simplex_agent_next_event(bob.a, 0, &e) == 0) {
+            if (simplex_agent_event_get_type(e) == SIMPLEX_AGENT_EVENT_MSG) {
+                assert_int_equal(simplex_agent_ack(
+                                     bob.a, bob.conn,
+                                     simplex_agent_event_msg_id(e), NULL, 0),
+                                 0);
+                got = 1;
+            }
+            simplex_agent_event_free(e);
+        }
+    }
+    assert_int_equal(poll(&pfd, 1, 0), 0);
+    peer_close(&alice);
+    peer_close(&bob);
 }
 
 static void test_standard(void **state)
@@ -870,6 +911,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fast),
         cmocka_unit_test(test_standard),
+        cmocka_unit_test(test_event_fd),
         cmocka_unit_test(test_three_agents_two_servers),
         cmocka_unit_test(test_redelivery),
         cmocka_unit_test(test_server_restart),
