@@ -87,7 +87,11 @@ typedef enum simplex_agent_event_type {
                                       server, by the peer or by this agent) */
     SIMPLEX_AGENT_EVENT_ERR = 13,  /* an asynchronous failure about a
                                       connection (or none): error, message */
-    SIMPLEX_AGENT_EVENT_REQ = 14   /* reserved for contact requests */
+    SIMPLEX_AGENT_EVENT_REQ = 14   /* someone asks to connect through the
+                                      contact address conn_id: accept with
+                                      simplex_agent_accept_contact() and
+                                      conf_id (the request id); info: their
+                                      connection info */
 } simplex_agent_event_type;
 
 /* MSG flags */
@@ -120,7 +124,8 @@ simplex_agent_event_name(const simplex_agent_event *ev);
 /* The connection id ("" for DOWN, UP and errors about no connection). */
 SIMPLEX_API const char *
 simplex_agent_event_conn_id(const simplex_agent_event *ev);
-/* CONF: the confirmation id to allow; other types "". */
+/* CONF: the confirmation id to allow; REQ: the request id to accept or
+ * reject; other types "". */
 SIMPLEX_API const char *
 simplex_agent_event_conf_id(const simplex_agent_event *ev);
 /* MSG: the agent's message id (pass it to simplex_agent_ack());
@@ -260,6 +265,9 @@ simplex_agent_create_connection(simplex_agent *a,
  * side's queue, secures the peer's queue when it allows that and sends
  * the confirmation with info (shown to the peer in CONF). The connection
  * then waits for INFO and CON.
+ * With a contact address link it sends a contact request instead
+ * (carrying info and a new invitation of this side): the connection then
+ * waits for CONF (allow it) and CON.
  */
 SIMPLEX_API SIMPLEX_WARN_UNUSED int
 simplex_agent_join_connection(simplex_agent *a,
@@ -292,6 +300,35 @@ SIMPLEX_API SIMPLEX_WARN_UNUSED int
 simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
                   const uint8_t *rcpt_info, size_t rcpt_info_len);
 
+/* ---- contact addresses ------------------------------------------------- */
+
+/*
+ * Creates a long-lived contact address (simplex:/contact#/?v=...) that
+ * anyone can join (simplex_agent_join_connection() takes contact links
+ * too). Each join arrives as event REQ on the address's connection id.
+ * Delete the address with simplex_agent_delete_connection(); connections
+ * made through it are not affected.
+ */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_agent_create_address(simplex_agent *a,
+                             char conn_id[SIMPLEX_AGENT_ID_MAX],
+                             simplex_buf *link);
+
+/*
+ * Accepts contact request req_id (event REQ): creates a new connection
+ * (its id in conn_id) and joins the requester's invitation with info; the
+ * requester gets CONF, allows it, and both sides get CON.
+ */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_agent_accept_contact(simplex_agent *a,
+                             char conn_id[SIMPLEX_AGENT_ID_MAX],
+                             const char *req_id, const uint8_t *info,
+                             size_t info_len);
+
+/* Forgets contact request req_id (the requester is not told). */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_agent_reject_contact(simplex_agent *a, const char *req_id);
+
 /* Subscribes every stored connection's queues (done by simplex_agent_new
  * unless SIMPLEX_AGENT_NO_SUBSCRIBE). Failures per server arrive as ERR
  * or DOWN events; the agent keeps retrying. */
@@ -316,7 +353,8 @@ typedef enum simplex_agent_conn_status {
     SIMPLEX_AGENT_CONN_CONFIRMED = 3, /* CONF received, not allowed yet */
     SIMPLEX_AGENT_CONN_ALLOWED = 4,   /* allowed, waiting for CON */
     SIMPLEX_AGENT_CONN_READY = 5,     /* CON: messages can be sent */
-    SIMPLEX_AGENT_CONN_SUSPENDED = 6
+    SIMPLEX_AGENT_CONN_SUSPENDED = 6,
+    SIMPLEX_AGENT_CONN_CONTACT = 7    /* a contact address */
 } simplex_agent_conn_status;
 
 /* "new", "joined", ... */

@@ -213,6 +213,8 @@ SIMPLEX_API SIMPLEX_WARN_UNUSED int simplex_client_ping(simplex_client *c,
 /* simplex_client_create_queue() flags */
 #define SIMPLEX_QUEUE_SUBSCRIBE 1u     /* subscribed at creation */
 #define SIMPLEX_QUEUE_SENDER_SECURE 2u /* the sender secures it (SKEY) */
+#define SIMPLEX_QUEUE_CONTACT 4u       /* a contact address queue (SMP v9+:
+                                          never secured by senders) */
 
 /*
  * NEW: creates a queue on server. The library generates the recipient's

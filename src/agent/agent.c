@@ -319,7 +319,8 @@ size_t simplex_agent_max_msg_bytes(void)
 }
 
 static const char *const status_names[] = {
-    "unknown", "new", "joined", "confirmed", "allowed", "ready", "suspended"};
+    "unknown", "new", "joined", "confirmed", "allowed", "ready", "suspended",
+    "contact"};
 
 const char *simplex_agent_conn_status_name(simplex_agent_conn_status s)
 {

@@ -586,17 +586,21 @@ static int queue_mode_of(const simplex_queue *q)
 }
 
 /* A new receiving queue on server (network; no lock held). */
-static int new_rcv_queue(simplex_agent *a, const char *server, ag_rq *q)
+static int new_rcv_queue(simplex_agent *a, const char *server, ag_rq *q,
+                         int contact)
 {
     simplex_queue *sq = NULL;
     simplex_buf exp = {NULL, 0};
     const uint8_t *p;
     size_t n;
     unsigned flags = SIMPLEX_QUEUE_SUBSCRIBE;
+    uint16_t smp_v = 0;
     int rc;
     char msg[AG_ERR_MAX];
     memset(q, 0, sizeof *q);
-    if (!(a->flags & SIMPLEX_AGENT_NO_SENDER_SECURE))
+    if (contact)
+        flags |= SIMPLEX_QUEUE_CONTACT;
+    else if (!(a->flags & SIMPLEX_AGENT_NO_SENDER_SECURE))
         flags |= SIMPLEX_QUEUE_SENDER_SECURE;
     rc = simplex_client_create_queue(a->client, &sq, server, flags);
     if (rc) {
@@ -611,6 +615,11 @@ static int new_rcv_queue(simplex_agent *a, const char *server, ag_rq *q)
     memcpy(q->snd_id, p, n);
     q->snd_id_len = n;
     q->mode = queue_mode_of(sq);
+    /* a contact queue says so from SMP v15 (short links), as the
+     * reference's server answers */
+    if (contact && simplex_client_connect(a->client, q->server, &smp_v) == 0 &&
+        smp_v >= 15)
+        q->mode = SX_QUEUE_MODE_CONTACT;
     rc = simplex_queue_export(sq, &exp);
     simplex_queue_free(sq);
     if (rc)
@@ -726,40 +735,32 @@ static int check_id(const char *id)
 
 /* ---- create ---- */
 
-int simplex_agent_create_connection(simplex_agent *a,
-                                    char conn_id[SIMPLEX_AGENT_ID_MAX],
-                                    simplex_buf *link)
+/* A receiving queue and X3DH keys for a new invitation; *link gets the
+ * NUL-terminated invitation text (network; no lock held). */
+static int new_invitation(simplex_agent *a, ag_rq *q,
+                          uint8_t keys[2 * SX_X448_BYTES], sx_wr *link)
 {
-    ag_rq q;
-    ag_conn c;
-    sx_conn_link *l = NULL;
+    sx_conn_link *l;
     uint8_t k1_pk[SX_X448_BYTES], k2_pk[SX_X448_BYTES];
-    uint8_t keys[2 * SX_X448_BYTES];
     const char *server;
-    sx_wr w;
     int rc;
 
-    if (!a || !conn_id || !link)
-        return ag_fail(SIMPLEX_ERR_INVALID_ARG, "NULL argument");
-    conn_id[0] = 0;
-    link->data = NULL;
-    link->len = 0;
     pthread_mutex_lock(&a->mu);
     server = ag_next_server(a, NULL);
     pthread_mutex_unlock(&a->mu);
     if (!server)
         return ag_fail(SIMPLEX_ERR_INVALID_ARG,
                        "no SMP server configured (options.servers)");
-    if ((rc = new_rcv_queue(a, server, &q)) != 0)
+    if ((rc = new_rcv_queue(a, server, q, 0)) != 0)
         return rc;
     if ((rc = sx_x448_keypair(k1_pk, keys)) != 0 ||
         (rc = sx_x448_keypair(k2_pk, keys + SX_X448_BYTES)) != 0) {
-        rq_clear(&q);
+        rq_clear(q);
         return ag_fail(rc, "key generation failed");
     }
     l = sx_calloc(1, sizeof *l);
     if (!l) {
-        rq_clear(&q);
+        rq_clear(q);
         return ag_fail(SIMPLEX_ERR_NOMEM, "out of memory");
     }
     l->mode = SX_LINK_INVITATION;
@@ -768,30 +769,58 @@ int simplex_agent_create_connection(simplex_agent *a,
     l->n_queues = 1;
     l->queues[0].vrange.min = AG_SMPC_V_MIN;
     l->queues[0].vrange.max = AG_SMPC_V_MAX;
-    rc = rq_address(&q, &l->queues[0].addr);
+    rc = rq_address(q, &l->queues[0].addr);
     l->e2e.vrange.min = AG_E2E_V_MIN;
     l->e2e.vrange.max = AG_E2E_V_MAX;
     memcpy(l->e2e.k1, k1_pk, sizeof k1_pk);
     memcpy(l->e2e.k2, k2_pk, sizeof k2_pk);
     l->e2e.kem = SX_KEM_NONE;
-    sx_wr_init(&w);
     if (rc == 0)
-        rc = sx_link_print(&w, l);
-    if (rc == 0 && sx_wr_error(&w))
-        rc = sx_wr_error(&w);
+        rc = sx_link_print(link, l);
     sx_link_clear(l);
     sx_free(l);
     if (rc == 0) {
-        sx_wr_u8(&w, 0);
-        rc = sx_wr_error(&w);
+        sx_wr_u8(link, 0);
+        rc = sx_wr_error(link);
     }
     if (rc) {
-        sx_wr_free(&w);
-        sx_memzero(keys, sizeof keys);
-        rq_clear(&q);
+        sx_memzero(keys, 2 * SX_X448_BYTES);
+        rq_clear(q);
         return ag_fail(rc, "encoding the link failed");
     }
+    return 0;
+}
 
+static int take_link(sx_wr *w, simplex_buf *link)
+{
+    if (sx_wr_take(w, &link->data, &link->len) != 0) {
+        sx_wr_free(w);
+        return ag_fail(SIMPLEX_ERR_NOMEM, "out of memory");
+    }
+    link->len--; /* the NUL */
+    return 0;
+}
+
+int simplex_agent_create_connection(simplex_agent *a,
+                                    char conn_id[SIMPLEX_AGENT_ID_MAX],
+                                    simplex_buf *link)
+{
+    ag_rq q;
+    ag_conn c;
+    uint8_t keys[2 * SX_X448_BYTES];
+    sx_wr w;
+    int rc;
+
+    if (!a || !conn_id || !link)
+        return ag_fail(SIMPLEX_ERR_INVALID_ARG, "NULL argument");
+    conn_id[0] = 0;
+    link->data = NULL;
+    link->len = 0;
+    sx_wr_init(&w);
+    if ((rc = new_invitation(a, &q, keys, &w)) != 0) {
+        sx_wr_free(&w);
+        return rc;
+    }
     memset(&c, 0, sizeof c);
     ag_random_id(c.ext);
     c.status = SIMPLEX_AGENT_CONN_NEW;
@@ -816,11 +845,201 @@ int simplex_agent_create_connection(simplex_agent *a,
         return rc;
     }
     snprintf(conn_id, SIMPLEX_AGENT_ID_MAX, "%s", c.ext);
-    if (sx_wr_take(&w, &link->data, &link->len) != 0) {
-        sx_wr_free(&w);
-        return ag_fail(SIMPLEX_ERR_NOMEM, "out of memory");
+    if ((rc = take_link(&w, link)) != 0)
+        return rc;
+    return ag_fail(0, "%s", "");
+}
+
+int simplex_agent_create_address(simplex_agent *a,
+                                 char conn_id[SIMPLEX_AGENT_ID_MAX],
+                                 simplex_buf *link)
+{
+    ag_rq q;
+    ag_conn c;
+    sx_conn_link *l = NULL;
+    const char *server;
+    sx_wr w;
+    int rc;
+
+    if (!a || !conn_id || !link)
+        return ag_fail(SIMPLEX_ERR_INVALID_ARG, "NULL argument");
+    conn_id[0] = 0;
+    link->data = NULL;
+    link->len = 0;
+    pthread_mutex_lock(&a->mu);
+    server = ag_next_server(a, NULL);
+    pthread_mutex_unlock(&a->mu);
+    if (!server)
+        return ag_fail(SIMPLEX_ERR_INVALID_ARG,
+                       "no SMP server configured (options.servers)");
+    if ((rc = new_rcv_queue(a, server, &q, 1)) != 0)
+        return rc;
+    sx_wr_init(&w);
+    l = sx_calloc(1, sizeof *l);
+    if (!l)
+        rc = ag_fail(SIMPLEX_ERR_NOMEM, "out of memory");
+    if (rc == 0) {
+        l->mode = SX_LINK_CONTACT;
+        l->agent_vrange.min = AG_AGENT_V_MIN;
+        l->agent_vrange.max = AG_AGENT_V_MAX;
+        l->n_queues = 1;
+        l->queues[0].vrange.min = AG_SMPC_V_MIN;
+        l->queues[0].vrange.max = AG_SMPC_V_MAX;
+        rc = rq_address(&q, &l->queues[0].addr);
     }
-    link->len--; /* the NUL */
+    if (rc == 0)
+        rc = sx_link_print(&w, l);
+    if (l) {
+        sx_link_clear(l);
+        sx_free(l);
+    }
+    if (rc == 0) {
+        sx_wr_u8(&w, 0);
+        rc = sx_wr_error(&w);
+    }
+    if (rc) {
+        rq_clear(&q);
+        sx_wr_free(&w);
+        return ag_fail(rc, "encoding the address failed");
+    }
+    memset(&c, 0, sizeof c);
+    ag_random_id(c.ext);
+    c.status = SIMPLEX_AGENT_CONN_CONTACT;
+    c.initiator = 1;
+    c.agent_v = AG_AGENT_V_MAX;
+    c.e2e_v = AG_E2E_V_MAX;
+    pthread_mutex_lock(&a->mu);
+    rc = tx_begin(a);
+    if (rc == 0) {
+        rc = insert_conn(a, &c, NULL, 0, NULL, 0);
+        q.conn_id = c.id;
+        if (rc == 0)
+            rc = insert_rq(a, &q, NULL);
+        rc = tx_end(a, rc);
+    }
+    rc = st_fail(a, rc);
+    pthread_mutex_unlock(&a->mu);
+    rq_clear(&q);
+    if (rc) {
+        sx_wr_free(&w);
+        return rc;
+    }
+    snprintf(conn_id, SIMPLEX_AGENT_ID_MAX, "%s", c.ext);
+    if ((rc = take_link(&w, link)) != 0)
+        return rc;
+    return ag_fail(0, "%s", "");
+}
+
+/* Joining a contact address: a new invitation of ours goes to the
+ * address's queue inside AgentInvitation, encrypted once with a fresh key
+ * and sent without authorization (Agent.hs sendInvitation). */
+static int join_contact(simplex_agent *a, char conn_id[SIMPLEX_AGENT_ID_MAX],
+                        const sx_conn_link *l, const uint8_t *info,
+                        size_t info_len)
+{
+    ag_rq q;
+    ag_sq sq;
+    ag_conn c;
+    uint8_t keys[2 * SX_X448_BYTES], priv[32], hash[32];
+    uint16_t agent_v, client_v;
+    sx_agent_envelope *e = NULL;
+    sx_wr link, env;
+    int64_t sq_id = 0;
+    int rc;
+
+    if (vr_pick(l->agent_vrange.min, l->agent_vrange.max, AG_AGENT_V_MIN,
+                AG_AGENT_V_MAX, &agent_v) ||
+        vr_pick(l->queues[0].vrange.min, l->queues[0].vrange.max,
+                AG_SMPC_V_MIN, AG_SMPC_V_MAX, &client_v))
+        return ag_fail(SIMPLEX_ERR_VERSION,
+                       "the address's versions are not compatible");
+    memset(&sq, 0, sizeof sq);
+    if ((rc = server_text(sq.server, sizeof sq.server,
+                          &l->queues[0].addr.server)) != 0)
+        return ag_fail(rc, "server address too long");
+    memcpy(sq.snd_id, l->queues[0].addr.sender_id,
+           l->queues[0].addr.sender_id_len);
+    sq.snd_id_len = l->queues[0].addr.sender_id_len;
+    sq.mode = (int)l->queues[0].addr.mode;
+    sq.client_version = client_v;
+    sq.status = SQ_NEW;
+    sx_random(sq.snd_priv, sizeof sq.snd_priv); /* never used */
+    if ((rc = sx_x25519_keypair(sq.e2e_pub, priv)) != 0 ||
+        (rc = sx_x25519_dh(sq.e2e_secret, l->queues[0].addr.dh_public,
+                           priv)) != 0) {
+        sx_memzero(priv, sizeof priv);
+        return ag_fail(rc, "bad queue key in the address");
+    }
+    sx_memzero(priv, sizeof priv);
+    sx_wr_init(&link);
+    sx_wr_init(&env);
+    if ((rc = new_invitation(a, &q, keys, &link)) != 0) {
+        sx_wr_free(&link);
+        sx_memzero(&sq, sizeof sq);
+        return rc;
+    }
+    e = sx_calloc(1, sizeof *e);
+    if (!e)
+        rc = ag_fail(SIMPLEX_ERR_NOMEM, "out of memory");
+    if (rc == 0) {
+        e->agent_version = agent_v;
+        e->type = SX_AGENT_ENV_INVITATION;
+        e->conn_req.p = link.p;
+        e->conn_req.n = link.len - 1; /* without the NUL */
+        e->body.p = info ? info : (const uint8_t *)"";
+        e->body.n = info_len;
+        rc = sx_agent_envelope_encode(&env, e);
+        if (rc == 0 && sx_wr_error(&env))
+            rc = sx_wr_error(&env);
+        if (rc == 0 && env.len + 2 > SX_SMP_E2E_CONF_PADDED - 64)
+            rc = ag_fail(SIMPLEX_ERR_TOO_LARGE, "connection info too large");
+        if (rc == 0)
+            rc = sx_sha256(hash, env.p, env.len);
+    }
+    sx_free(e);
+    memset(&c, 0, sizeof c);
+    ag_random_id(c.ext);
+    c.status = SIMPLEX_AGENT_CONN_NEW;
+    c.initiator = 1;
+    c.agent_v = AG_AGENT_V_MAX;
+    c.e2e_v = AG_E2E_V_MAX;
+    if (rc == 0) {
+        pthread_mutex_lock(&a->mu);
+        rc = tx_begin(a);
+        if (rc == 0) {
+            rc = insert_conn(a, &c, keys, sizeof keys, NULL, 0);
+            q.conn_id = sq.conn_id = c.id;
+            if (rc == 0)
+                rc = insert_rq(a, &q, NULL);
+            if (rc == 0)
+                rc = insert_sq(a, &sq, &sq_id);
+            if (rc == 0) {
+                sqlite3_stmt *st;
+                rc = sx_store_prepare(&a->st, &st,
+                                      "UPDATE snd_queues SET is_primary = 0 "
+                                      "WHERE sq_id = ?");
+                if (rc == 0) {
+                    sx_bind_i64(st, 1, sq_id);
+                    rc = step_done(a, st, "contact request queue");
+                }
+            }
+            if (rc == 0)
+                rc = store_snd(a, &c, sq_id, MT_INVITATION, hash, env.p,
+                               env.len, NULL);
+            rc = tx_end(a, rc);
+        }
+        rc = st_fail(a, rc);
+        pthread_mutex_unlock(&a->mu);
+    }
+    sx_memzero(keys, sizeof keys);
+    sx_memzero(&sq, sizeof sq);
+    rq_clear(&q);
+    sx_wr_free(&link);
+    sx_wr_free(&env);
+    if (rc)
+        return rc;
+    snprintf(conn_id, SIMPLEX_AGENT_ID_MAX, "%s", c.ext);
+    ag_kick(a, sq_id);
     return ag_fail(0, "%s", "");
 }
 
@@ -865,9 +1084,8 @@ int simplex_agent_join_connection(simplex_agent *a,
         rc = ag_fail(rc, "the link does not parse: %s", simplex_strerror(rc));
         goto out;
     }
-    if (l->mode != SX_LINK_INVITATION) {
-        rc = ag_fail(SIMPLEX_ERR_UNSUPPORTED,
-                     "contact address links are not supported yet");
+    if (l->mode == SX_LINK_CONTACT) {
+        rc = join_contact(a, conn_id, l, info, info_len);
         goto out;
     }
     if (vr_pick(l->agent_vrange.min, l->agent_vrange.max, AG_AGENT_V_MIN,
@@ -914,7 +1132,7 @@ int simplex_agent_join_connection(simplex_agent *a,
                      "no SMP server configured (options.servers)");
         goto out;
     }
-    if ((rc = new_rcv_queue(a, server, &rq)) != 0)
+    if ((rc = new_rcv_queue(a, server, &rq, 0)) != 0)
         goto out;
     rq.client_version = client_v;
 
@@ -1309,6 +1527,79 @@ int simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
     if (sq_id)
         ag_kick(a, sq_id);
     return ag_fail(0, "%s", "");
+}
+
+/* ---- contact requests ---- */
+
+int simplex_agent_accept_contact(simplex_agent *a,
+                                 char conn_id[SIMPLEX_AGENT_ID_MAX],
+                                 const char *req_id, const uint8_t *info,
+                                 size_t info_len)
+{
+    sqlite3_stmt *st;
+    char *conn_req = NULL;
+    int rc;
+    if (!a || !conn_id || !check_id(req_id) || (info_len && !info))
+        return ag_fail(SIMPLEX_ERR_INVALID_ARG, "bad argument");
+    conn_id[0] = 0;
+    pthread_mutex_lock(&a->mu);
+    rc = sx_store_prepare(&a->st, &st,
+                          "SELECT conn_req FROM invitations WHERE inv_id = ?");
+    if (rc == 0) {
+        sx_bind_text(st, 1, req_id);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            const char *t = (const char *)sqlite3_column_text(st, 0);
+            size_t n = t ? strlen(t) : 0;
+            conn_req = sx_malloc(n + 1);
+            if (conn_req)
+                memcpy(conn_req, t ? t : "", n + 1);
+            else
+                rc = SIMPLEX_ERR_NOMEM;
+        } else {
+            rc = SIMPLEX_ERR_NOT_FOUND;
+        }
+        sqlite3_finalize(st);
+    }
+    rc = st_fail(a, rc);
+    pthread_mutex_unlock(&a->mu);
+    if (rc == SIMPLEX_ERR_NOT_FOUND)
+        return ag_fail(rc, "no contact request %s", req_id);
+    if (rc)
+        return rc;
+    rc = simplex_agent_join_connection(a, conn_id, conn_req, info, info_len);
+    sx_free(conn_req);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&a->mu);
+    if (sx_store_prepare(&a->st, &st,
+                         "DELETE FROM invitations WHERE inv_id = ?") == 0) {
+        sx_bind_text(st, 1, req_id);
+        (void)step_done(a, st, "delete contact request");
+    }
+    pthread_mutex_unlock(&a->mu);
+    return ag_fail(0, "%s", "");
+}
+
+int simplex_agent_reject_contact(simplex_agent *a, const char *req_id)
+{
+    sqlite3_stmt *st;
+    int rc;
+    if (!a || !check_id(req_id))
+        return ag_fail(SIMPLEX_ERR_INVALID_ARG, "bad argument");
+    pthread_mutex_lock(&a->mu);
+    rc = sx_store_prepare(&a->st, &st,
+                          "DELETE FROM invitations WHERE inv_id = ?");
+    if (rc == 0) {
+        sx_bind_text(st, 1, req_id);
+        rc = step_done(a, st, "delete contact request");
+        if (rc == 0 && sqlite3_changes(a->st.db) == 0)
+            rc = SIMPLEX_ERR_NOT_FOUND;
+    }
+    rc = st_fail(a, rc);
+    pthread_mutex_unlock(&a->mu);
+    if (rc == SIMPLEX_ERR_NOT_FOUND)
+        return ag_fail(rc, "no contact request %s", req_id);
+    return rc ? rc : ag_fail(0, "%s", "");
 }
 
 /* ---- suspend, delete, inspection ---- */
@@ -2034,6 +2325,44 @@ out:
     return rc;
 }
 
+/* AgentInvitation on a contact address: a request to connect. */
+static int contact_request(simplex_agent *a, const ag_conn *c,
+                           const sx_agent_envelope *ae)
+{
+    sqlite3_stmt *st;
+    char req_id[SIMPLEX_AGENT_ID_MAX];
+    struct simplex_agent_event *ev;
+    int rc;
+    ag_random_id(req_id);
+    rc = sx_store_prepare(&a->st, &st,
+                          "INSERT INTO invitations(inv_id, conn_id, "
+                          "conn_req, info, created_at) VALUES(?,?,?,?,?)");
+    if (rc)
+        return rc;
+    sx_bind_text(st, 1, req_id);
+    sx_bind_i64(st, 2, c->id);
+    if (sqlite3_bind_text(st, 3, (const char *)ae->conn_req.p,
+                          (int)ae->conn_req.n, SQLITE_TRANSIENT) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return SIMPLEX_ERR_STORE;
+    }
+    sx_bind_blob(st, 4, ae->body.p ? ae->body.p : (const uint8_t *)"",
+                 ae->body.n);
+    sx_bind_i64(st, 5, ag_wall_s());
+    if ((rc = step_done(a, st, "store contact request")) != 0)
+        return rc;
+    ev = ag_event_new(SIMPLEX_AGENT_EVENT_REQ, c->ext);
+    if (ev) {
+        snprintf(ev->conf_id, sizeof ev->conf_id, "%s", req_id);
+        if (ag_event_set_body(ev, ae->body.p, ae->body.n) != 0) {
+            simplex_agent_event_free(ev);
+            ev = NULL;
+        }
+    }
+    ag_emit(a, ev);
+    return 0;
+}
+
 /* The per-queue e2e layer and dispatch by envelope (under a->mu). */
 static int handle_body(simplex_agent *a, ag_conn *c, ag_rq *rq,
                        const uint8_t *srv_id, size_t srv_id_len, int64_t ts,
@@ -2089,8 +2418,15 @@ static int handle_body(simplex_agent *a, ag_conn *c, ag_rq *rq,
     }
     if (has_key) {
         if (ae->type == SX_AGENT_ENV_INVITATION) {
-            ag_emit_err(a, c->ext, SIMPLEX_ERR_UNSUPPORTED,
-                        "contact requests are not supported yet");
+            if (cm.sender_key.alg != SX_KEY_NONE ||
+                c->status != SIMPLEX_AGENT_CONN_CONTACT)
+                prohibited(a, c, "inv: sent to message conn");
+            else
+                rc = contact_request(a, c, ae);
+            goto out;
+        }
+        if (c->status == SIMPLEX_AGENT_CONN_CONTACT) {
+            prohibited(a, c, "conf: sent to a contact address");
             goto out;
         }
         if (ae->type != SX_AGENT_ENV_CONFIRMATION) {

@@ -81,6 +81,8 @@ static const char *type_name(int t)
         return "message";
     case MT_A_RCVD:
         return "receipt";
+    case MT_INVITATION:
+        return "contact request";
     default:
         return "agent message";
     }
@@ -112,6 +114,17 @@ static int sent(simplex_agent *a, const ag_sq *sq, const char *ext,
     case MT_CONN_INFO_REPLY:
         rc = ag_set_sq_status(a, sq->id, SQ_CONFIRMED);
         break;
+    case MT_INVITATION:
+        /* the address's queue was only for the request */
+        rc = exec_ids(a,
+                      "DELETE FROM snd_messages WHERE conn_id = ? AND "
+                      "internal_id = ?",
+                      sq->conn_id, internal_id);
+        if (rc == 0)
+            rc = exec_ids(a, "DELETE FROM snd_queues WHERE sq_id = ? AND "
+                             "conn_id = ?",
+                          sq->id, sq->conn_id);
+        return rc;
     case MT_HELLO: {
         sqlite3_stmt *st;
         int rq_active = 0;
@@ -234,7 +247,7 @@ static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
         return DL_EMPTY;
     }
 
-    conf = t == MT_CONN_INFO || t == MT_CONN_INFO_REPLY;
+    conf = t == MT_CONN_INFO || t == MT_CONN_INFO_REPLY || t == MT_INVITATION;
     scs = sx_queue_mode_sender_can_secure((sx_queue_mode)sq.mode);
     memset(&eh, 0, sizeof eh);
     memset(&cm, 0, sizeof cm);
@@ -242,7 +255,7 @@ static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
     if (conf)
         sx_smp_key_set(&eh.e2e_key, SX_KEY_X25519, sq.e2e_pub);
     sx_random(eh.nonce, sizeof eh.nonce);
-    if (conf && !scs) {
+    if (conf && !scs && t != MT_INVITATION) {
         uint8_t pk[32];
         rc = sx_ed25519_public(pk, sq.snd_priv);
         sx_smp_key_set(&cm.sender_key, SX_KEY_ED25519, pk);
@@ -259,7 +272,9 @@ static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
     if (rc == 0) {
         rc = simplex_client_send(a->client, sq.server, sq.snd_id,
                                  sq.snd_id_len,
-                                 conf && !scs ? NULL : sq.snd_priv,
+                                 (conf && !scs) || t == MT_INVITATION
+                                     ? NULL
+                                     : sq.snd_priv,
                                  t == MT_A_RCVD ? 0
                                                 : SIMPLEX_SEND_NOTIFICATION,
                                  w.p, w.len);

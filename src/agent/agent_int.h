@@ -51,6 +51,7 @@
 #define MT_A_QCONT 6
 #define MT_EREADY 7
 #define MT_OTHER 8
+#define MT_INVITATION 9 /* a contact request (AgentInvitation) */
 
 #define AG_WORKERS 2
 #define AG_ERR_MAX 256

@@ -112,6 +112,15 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL,"
     "  PRIMARY KEY(conn_id, hash)"
     ") STRICT, WITHOUT ROWID;",
+    /* 2: contact requests received on contact addresses */
+    "CREATE TABLE invitations("
+    "  inv_id TEXT PRIMARY KEY,"
+    "  conn_id INTEGER NOT NULL REFERENCES connections ON DELETE CASCADE,"
+    "  conn_req TEXT NOT NULL,"
+    "  info BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE INDEX invitations_conn ON invitations(conn_id);",
 };
 
 int sx_store_fail(sx_store *s, int rc, const char *what)

@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SX_STORE_SCHEMA_VERSION 1
+#define SX_STORE_SCHEMA_VERSION 2
 
 typedef struct sx_store {
     sqlite3 *db;

@@ -410,7 +410,9 @@ static int submit_item(cl_conn *k, cl_req *r, cl_item *it, int64_t now)
         }
         cmd.new_q.sub_mode = (r->flags & SIMPLEX_QUEUE_SUBSCRIBE) ? 'S' : 'C';
         if (sx_smp_session_version(k->sess) >= SX_SMP_V_SND_AUTH_KEY)
-            cmd.new_q.qr_mode = (r->flags & SIMPLEX_QUEUE_SENDER_SECURE)
+            cmd.new_q.qr_mode = (r->flags & SIMPLEX_QUEUE_CONTACT)
+                                    ? SX_SMP_QM_CONTACT
+                                : (r->flags & SIMPLEX_QUEUE_SENDER_SECURE)
                                     ? SX_SMP_QM_MESSAGING
                                     : SX_SMP_QM_NONE;
         auth.priv = q->rcv_auth_sk;

@@ -26,6 +26,8 @@
 #include <sqlite3.h>
 
 #include "simplex/simplex.h"
+#include "agent/links.h"
+#include "common/bytes.h"
 #include "server.h"
 
 static tsrv g_srv, g_srv2;
@@ -884,6 +886,152 @@ static void test_kill_receiving(void **state)
     peer_close(&bob);
 }
 
+
+/* Contact addresses: REQ, accept, reject, delete the address. */
+static void test_contact_address(void **state)
+{
+    peer alice, bob, carol, alice_b;
+    char addr_id[SIMPLEX_AGENT_ID_MAX], req[SIMPLEX_AGENT_ID_MAX];
+    simplex_buf link = {NULL, 0};
+    simplex_agent_event *e;
+    simplex_agent_conn_status st;
+    size_t n;
+    const uint8_t *b;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    memset(&carol, 0, sizeof carol);
+    peer_open(&alice, "alice-ct", g_srv.addr, 0);
+    peer_open(&bob, "bob-ct", g_srv.addr, 0);
+    peer_open(&carol, "carol-ct", g_srv.addr, 0);
+    assert_int_equal(simplex_agent_create_address(alice.a, addr_id, &link),
+                     0);
+    assert_memory_equal(link.data, "simplex:/contact#/?v=2-7&smp=", 29);
+    assert_int_equal(simplex_agent_connection_status(alice.a, addr_id, &st),
+                     0);
+    assert_int_equal(st, SIMPLEX_AGENT_CONN_CONTACT);
+    assert_int_equal(simplex_agent_join_connection(
+                         bob.a, bob.conn, (const char *)link.data,
+                         (const uint8_t *)"it's bob", 8),
+                     0);
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_REQ, 10000);
+    assert_string_equal(simplex_agent_event_conn_id(e), addr_id);
+    b = simplex_agent_event_body(e, &n);
+    assert_int_equal(n, 8);
+    assert_memory_equal(b, "it's bob", 8);
+    snprintf(req, sizeof req, "%s", simplex_agent_event_conf_id(e));
+    simplex_agent_event_free(e);
+    alice_b = alice;
+    assert_int_equal(simplex_agent_accept_contact(alice.a, alice_b.conn, req,
+                                                  (const uint8_t *)"alice",
+                                                  5),
+                     0);
+    assert_string_not_equal(alice_b.conn, addr_id);
+    {
+        char again[SIMPLEX_AGENT_ID_MAX];
+        assert_int_equal(simplex_agent_accept_contact(alice.a, again, req,
+                                                      NULL, 0),
+                         SIMPLEX_ERR_NOT_FOUND);
+        assert_string_equal(again, "");
+    }
+    e = wait_ev(&bob, SIMPLEX_AGENT_EVENT_CONF, 10000);
+    b = simplex_agent_event_body(e, &n);
+    assert_int_equal(n, 5);
+    assert_memory_equal(b, "alice", 5);
+    assert_int_equal(simplex_agent_allow_connection(
+                         bob.a, bob.conn, simplex_agent_event_conf_id(e),
+                         (const uint8_t *)"bob again", 9),
+                     0);
+    simplex_agent_event_free(e);
+    simplex_agent_event_free(wait_ev(&alice_b, SIMPLEX_AGENT_EVENT_CON,
+                                     10000));
+    simplex_agent_event_free(wait_ev(&bob, SIMPLEX_AGENT_EVENT_CON, 10000));
+    send_text(&bob, "via the address", NULL);
+    expect_msg(&alice_b, "via the address", 1, 1);
+    send_text(&alice_b, "welcome", NULL);
+    expect_msg(&bob, "welcome", 1, 1);
+
+    /* Carol's request is rejected */
+    assert_int_equal(simplex_agent_join_connection(
+                         carol.a, carol.conn, (const char *)link.data,
+                         (const uint8_t *)"carol", 5),
+                     0);
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_REQ, 10000);
+    assert_int_equal(simplex_agent_reject_contact(
+                         alice.a, simplex_agent_event_conf_id(e)),
+                     0);
+    assert_int_equal(simplex_agent_reject_contact(
+                         alice.a, simplex_agent_event_conf_id(e)),
+                     SIMPLEX_ERR_NOT_FOUND);
+    simplex_agent_event_free(e);
+
+    /* deleting the address leaves the connection made through it */
+    assert_int_equal(simplex_agent_delete_connection(alice.a, addr_id), 0);
+    send_text(&bob, "still here", NULL);
+    expect_msg(&alice_b, "still here", 1, 0);
+    assert_int_equal(simplex_agent_join_connection(
+                         carol.a, carol.conn, (const char *)link.data,
+                         (const uint8_t *)"carol", 5),
+                     0);
+    /* the request cannot be delivered: its queue is gone */
+    e = wait_ev(&carol, SIMPLEX_AGENT_EVENT_ERR, 10000);
+    assert_string_equal(simplex_agent_event_conn_id(e), carol.conn);
+    simplex_agent_event_free(e);
+    simplex_buf_dispose(&link);
+    peer_close(&alice);
+    peer_close(&bob);
+    peer_close(&carol);
+}
+
+/* The reference puts a post-quantum KEM key into its invitations and
+ * offers e2e versions 2-3: such a link is joined without PQ. */
+static void test_join_pq_link(void **state)
+{
+    peer alice, bob;
+    simplex_buf link = {NULL, 0};
+    sx_conn_link *l;
+    sx_wr w;
+    simplex_agent_event *e;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    peer_open(&alice, "alice-pq", g_srv.addr, 0);
+    peer_open(&bob, "bob-pq", g_srv.addr, 0);
+    assert_int_equal(simplex_agent_create_connection(alice.a, alice.conn,
+                                                     &link),
+                     0);
+    l = calloc(1, sizeof *l);
+    assert_non_null(l);
+    assert_int_equal(sx_link_parse(l, (const char *)link.data, link.len), 0);
+    l->e2e.vrange.max = 3;
+    l->e2e.kem = SX_KEM_PROPOSED;
+    memset(l->e2e.kem_pk, 0x5a, sizeof l->e2e.kem_pk);
+    sx_wr_init(&w);
+    assert_int_equal(sx_link_print(&w, l), 0);
+    sx_wr_u8(&w, 0);
+    assert_non_null(strstr((const char *)w.p, "kem_key"));
+    assert_int_equal(simplex_agent_join_connection(bob.a, bob.conn,
+                                                   (const char *)w.p,
+                                                   (const uint8_t *)"b", 1),
+                     0);
+    sx_wr_free(&w);
+    sx_link_clear(l);
+    free(l);
+    simplex_buf_dispose(&link);
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_CONF, 10000);
+    assert_int_equal(simplex_agent_allow_connection(
+                         alice.a, alice.conn, simplex_agent_event_conf_id(e),
+                         (const uint8_t *)"a", 1),
+                     0);
+    simplex_agent_event_free(e);
+    simplex_agent_event_free(wait_ev(&alice, SIMPLEX_AGENT_EVENT_CON, 10000));
+    simplex_agent_event_free(wait_ev(&bob, SIMPLEX_AGENT_EVENT_CON, 10000));
+    send_text(&bob, "no pq", NULL);
+    expect_msg(&alice, "no pq", 1, 0);
+    peer_close(&alice);
+    peer_close(&bob);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -919,6 +1067,8 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_bad_database),
         cmocka_unit_test(test_callback),
+        cmocka_unit_test(test_contact_address),
+        cmocka_unit_test(test_join_pq_link),
         cmocka_unit_test(test_kill_sending),
         cmocka_unit_test(test_kill_receiving),
     };
