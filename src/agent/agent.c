@@ -500,6 +500,32 @@ static void agent_destroy(simplex_agent *a)
     sx_free(a);
 }
 
+/* Forgets what is only kept for a while: hashes of received messages
+ * (to recognise a message sent twice) and sent messages still waiting
+ * for a receipt, after AG_KEEP_S. */
+#define AG_KEEP_S (30 * 86400)
+static int housekeeping(simplex_agent *a)
+{
+    sqlite3_stmt *st;
+    int rc = sx_store_prepare(&a->st, &st,
+                              "DELETE FROM rcv_hashes WHERE created_at < ?");
+    if (rc == 0) {
+        sx_bind_i64(st, 1, ag_wall_s() - AG_KEEP_S);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SIMPLEX_ERR_STORE;
+        sqlite3_finalize(st);
+    }
+    if (rc == 0)
+        rc = sx_store_prepare(&a->st, &st,
+                              "DELETE FROM snd_messages WHERE body IS NULL "
+                              "AND created_at < ?");
+    if (rc == 0) {
+        sx_bind_i64(st, 1, ag_wall_s() - AG_KEEP_S);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SIMPLEX_ERR_STORE;
+        sqlite3_finalize(st);
+    }
+    return rc;
+}
+
 int simplex_agent_new(simplex_agent **out, const simplex_agent_options *opts)
 {
     simplex_agent *a;
@@ -602,10 +628,12 @@ int simplex_agent_new(simplex_agent **out, const simplex_agent_options *opts)
     }
     pthread_mutex_lock(&a->mu);
     rc = ag_kick_all(a);
+    if (rc == 0)
+        rc = housekeeping(a);
     pthread_mutex_unlock(&a->mu);
     if (rc) {
         agent_destroy(a);
-        return ag_fail(rc, "reading pending deliveries failed");
+        return ag_fail(rc, "reading the database failed");
     }
     if (!(a->flags & SIMPLEX_AGENT_NO_SUBSCRIBE))
         push_subscribe_job(a);

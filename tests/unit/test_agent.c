@@ -1032,6 +1032,36 @@ static void test_join_pq_link(void **state)
     peer_close(&bob);
 }
 
+
+/* Another client subscribing to the same queue takes it over: END. */
+static void test_end(void **state)
+{
+    peer alice, bob, bob2;
+    char cmd[800];
+    simplex_agent_event *e;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    memset(&bob2, 0, sizeof bob2);
+    peer_open(&alice, "alice-end", g_srv.addr, 0);
+    peer_open(&bob, "bob-end", g_srv.addr, 0);
+    connect_peers(&alice, &bob);
+    peer_close(&bob);
+    snprintf(cmd, sizeof cmd, "cp %s/bob-end.db %s/bob-end2.db", g_dir,
+             g_dir);
+    assert_int_equal(system(cmd), 0);
+    peer_open(&bob, "bob-end", g_srv.addr, 0);
+    send_text(&alice, "first", NULL);
+    expect_msg(&bob, "first", 1, 0);
+    peer_open(&bob2, "bob-end2", g_srv.addr, 0);
+    e = wait_ev(&bob, SIMPLEX_AGENT_EVENT_END, 10000);
+    assert_string_equal(simplex_agent_event_conn_id(e), bob.conn);
+    simplex_agent_event_free(e);
+    peer_close(&bob2);
+    peer_close(&bob);
+    peer_close(&alice);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1069,6 +1099,7 @@ int main(void)
         cmocka_unit_test(test_callback),
         cmocka_unit_test(test_contact_address),
         cmocka_unit_test(test_join_pq_link),
+        cmocka_unit_test(test_end),
         cmocka_unit_test(test_kill_sending),
         cmocka_unit_test(test_kill_receiving),
     };
