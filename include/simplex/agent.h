@@ -96,7 +96,9 @@ typedef enum simplex_agent_event_type {
 
 /* MSG flags */
 #define SIMPLEX_AGENT_MSG_REDELIVERED 1u /* delivered before a restart and
-                                            not yet acknowledged */
+                                            not yet acknowledged (also on
+                                            CONF and REQ announced again
+                                            when the agent starts) */
 #define SIMPLEX_AGENT_MSG_INTEGRITY_ERR 2u /* see the integrity accessors */
 /* RCVD flags */
 #define SIMPLEX_AGENT_RCPT_OK 4u       /* the peer got the exact message */

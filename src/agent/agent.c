@@ -630,6 +630,8 @@ int simplex_agent_new(simplex_agent **out, const simplex_agent_options *opts)
     rc = ag_kick_all(a);
     if (rc == 0)
         rc = housekeeping(a);
+    if (rc == 0)
+        rc = ag_announce_pending(a);
     pthread_mutex_unlock(&a->mu);
     if (rc) {
         agent_destroy(a);

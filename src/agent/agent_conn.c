@@ -1529,6 +1529,60 @@ int simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
     return ag_fail(0, "%s", "");
 }
 
+/* Announces again what waits for the application after a restart: the
+ * confirmations not allowed yet (CONF) and the contact requests not
+ * answered (REQ), flagged SIMPLEX_AGENT_MSG_REDELIVERED. Under a->mu. */
+int ag_announce_pending(simplex_agent *a)
+{
+    sqlite3_stmt *st;
+    int rc = sx_store_prepare(&a->st, &st,
+                              "SELECT ext_id, conf_id, conf_info FROM "
+                              "connections WHERE status = ? AND conf_id IS "
+                              "NOT NULL ORDER BY conn_id");
+    if (rc)
+        return rc;
+    sx_bind_i64(st, 1, SIMPLEX_AGENT_CONN_CONFIRMED);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct simplex_agent_event *ev = ag_event_new(
+            SIMPLEX_AGENT_EVENT_CONF, (const char *)sqlite3_column_text(st, 0));
+        if (!ev)
+            continue;
+        snprintf(ev->conf_id, sizeof ev->conf_id, "%s",
+                 (const char *)sqlite3_column_text(st, 1));
+        ev->flags = SIMPLEX_AGENT_MSG_REDELIVERED;
+        if (ag_event_set_body(ev, sqlite3_column_blob(st, 2),
+                              (size_t)sqlite3_column_bytes(st, 2)) != 0) {
+            simplex_agent_event_free(ev);
+            continue;
+        }
+        ag_emit(a, ev);
+    }
+    sqlite3_finalize(st);
+    rc = sx_store_prepare(&a->st, &st,
+                          "SELECT c.ext_id, i.inv_id, i.info FROM "
+                          "invitations i JOIN connections c ON "
+                          "c.conn_id = i.conn_id ORDER BY i.created_at");
+    if (rc)
+        return rc;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct simplex_agent_event *ev = ag_event_new(
+            SIMPLEX_AGENT_EVENT_REQ, (const char *)sqlite3_column_text(st, 0));
+        if (!ev)
+            continue;
+        snprintf(ev->conf_id, sizeof ev->conf_id, "%s",
+                 (const char *)sqlite3_column_text(st, 1));
+        ev->flags = SIMPLEX_AGENT_MSG_REDELIVERED;
+        if (ag_event_set_body(ev, sqlite3_column_blob(st, 2),
+                              (size_t)sqlite3_column_bytes(st, 2)) != 0) {
+            simplex_agent_event_free(ev);
+            continue;
+        }
+        ag_emit(a, ev);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
 /* ---- contact requests ---- */
 
 int simplex_agent_accept_contact(simplex_agent *a,
@@ -2193,6 +2247,8 @@ static int agent_msg(simplex_agent *a, ag_conn *c, ag_rq *rq,
         rc = tx_end(a, rc);
         if (rc == 0)
             prohibited(a, c, "msg: bad agent msg");
+        else
+            post->ack = 0;
         goto out;
     }
     if (rc == 0)

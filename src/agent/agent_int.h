@@ -168,6 +168,8 @@ void ag_process_client_event(simplex_agent *a, const simplex_client_event *ev);
  * them, or only those in ids (sorted rq ids) when ids is not NULL. Queues
  * that fail for a network reason are queued for a retry. */
 int ag_subscribe(simplex_agent *a, const int64_t *ids, size_t n_ids);
+/* CONF and REQ events again for what still waits (under a->mu). */
+int ag_announce_pending(simplex_agent *a);
 /* Store helpers (under a->mu): a send queue by id (> 0) or the
  * connection's primary one; status updates. */
 int ag_load_sq(simplex_agent *a, ag_sq *out, int64_t sq_id, int64_t conn_id);

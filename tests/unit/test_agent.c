@@ -1062,6 +1062,66 @@ static void test_end(void **state)
     peer_close(&alice);
 }
 
+
+/* A confirmation or contact request not answered before a restart is
+ * announced again. */
+static void test_pending_after_restart(void **state)
+{
+    peer alice, bob, carol;
+    simplex_buf link = {NULL, 0}, addr = {NULL, 0};
+    char conf[SIMPLEX_AGENT_ID_MAX], req[SIMPLEX_AGENT_ID_MAX];
+    char addr_id[SIMPLEX_AGENT_ID_MAX];
+    simplex_agent_event *e;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    memset(&carol, 0, sizeof carol);
+    peer_open(&alice, "alice-pend", g_srv.addr, 0);
+    peer_open(&bob, "bob-pend", g_srv.addr, 0);
+    peer_open(&carol, "carol-pend", g_srv.addr, 0);
+    assert_int_equal(simplex_agent_create_connection(alice.a, alice.conn,
+                                                     &link),
+                     0);
+    assert_int_equal(simplex_agent_create_address(alice.a, addr_id, &addr),
+                     0);
+    assert_int_equal(simplex_agent_join_connection(
+                         bob.a, bob.conn, (const char *)link.data,
+                         (const uint8_t *)"bob", 3),
+                     0);
+    assert_int_equal(simplex_agent_join_connection(
+                         carol.a, carol.conn, (const char *)addr.data,
+                         (const uint8_t *)"carol", 5),
+                     0);
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_CONF, 10000);
+    snprintf(conf, sizeof conf, "%s", simplex_agent_event_conf_id(e));
+    assert_int_equal(simplex_agent_event_flags(e), 0);
+    simplex_agent_event_free(e);
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_REQ, 10000);
+    snprintf(req, sizeof req, "%s", simplex_agent_event_conf_id(e));
+    simplex_agent_event_free(e);
+    peer_close(&alice);
+    peer_open(&alice, "alice-pend", g_srv.addr, 0);
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_CONF, 5000);
+    assert_string_equal(simplex_agent_event_conf_id(e), conf);
+    assert_string_equal(simplex_agent_event_conn_id(e), alice.conn);
+    assert_true(simplex_agent_event_flags(e) & SIMPLEX_AGENT_MSG_REDELIVERED);
+    simplex_agent_event_free(e);
+    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_REQ, 5000);
+    assert_string_equal(simplex_agent_event_conf_id(e), req);
+    assert_string_equal(simplex_agent_event_conn_id(e), addr_id);
+    simplex_agent_event_free(e);
+    assert_int_equal(simplex_agent_allow_connection(alice.a, alice.conn,
+                                                    conf, NULL, 0),
+                     0);
+    simplex_agent_event_free(wait_ev(&alice, SIMPLEX_AGENT_EVENT_CON, 10000));
+    simplex_agent_event_free(wait_ev(&bob, SIMPLEX_AGENT_EVENT_CON, 10000));
+    simplex_buf_dispose(&link);
+    simplex_buf_dispose(&addr);
+    peer_close(&alice);
+    peer_close(&bob);
+    peer_close(&carol);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1100,6 +1160,7 @@ int main(void)
         cmocka_unit_test(test_contact_address),
         cmocka_unit_test(test_join_pq_link),
         cmocka_unit_test(test_end),
+        cmocka_unit_test(test_pending_after_restart),
         cmocka_unit_test(test_kill_sending),
         cmocka_unit_test(test_kill_receiving),
     };
