@@ -198,6 +198,11 @@ typedef struct simplex_agent_options {
     unsigned retry_initial_ms;
     unsigned retry_max_ms;
     unsigned message_timeout_s;
+    /* Non-zero: commits survive a crash of the process but not of the
+     * machine (SQLite synchronous=NORMAL), which is several times faster.
+     * 0 (default): every commit that matters reaches the disk before the
+     * call that made it returns (synchronous=FULL). */
+    int relaxed_durability;
     /* Events: by callback (on the agent's thread) when set, else queued
      * for simplex_agent_next_event(). */
     simplex_agent_event_cb event_cb;

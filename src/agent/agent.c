@@ -598,6 +598,11 @@ int simplex_agent_new(simplex_agent **out, const simplex_agent_options *opts)
         agent_destroy(a);
         return ag_fail(rc, "database %s: %s", opts->db_path, msg);
     }
+    if (opts->relaxed_durability &&
+        (rc = sx_store_set_sync(&a->st, 0)) != 0) {
+        agent_destroy(a);
+        return ag_fail(rc, "database: %s", "cannot set synchronous mode");
+    }
     if ((rc = simplex_client_options_init(&co,
                                           SIMPLEX_CLIENT_OPTIONS_VERSION)) !=
         0) {

@@ -1419,17 +1419,25 @@ int simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
     uint8_t srv_id[SX_QUEUE_ID_MAX], hash[32];
     size_t srv_id_len = 0;
     int64_t ext_snd_id = 0, sq_id = 0;
-    int type = 0, user_ack = 0, rc;
+    int type = 0, rc;
 
     if (!a || !check_id(conn_id) || (rcpt_info_len && !rcpt_info))
         return ag_fail(SIMPLEX_ERR_INVALID_ARG, "bad argument");
     memset(&rq, 0, sizeof rq);
+    /*
+     * One transaction: the receipt is queued and the message forgotten;
+     * then the server is acknowledged. Should the process die in between,
+     * the server delivers the message again and its hash (kept in
+     * rcv_hashes) makes the agent acknowledge it silently.
+     */
     pthread_mutex_lock(&a->mu);
-    rc = load_conn(a, &c, conn_id, 0);
+    rc = tx_begin(a);
+    if (rc == 0)
+        rc = load_conn(a, &c, conn_id, 0);
     if (rc == 0)
         rc = sx_store_prepare(&a->st, &st,
                               "SELECT srv_msg_id, msg_type, hash, "
-                              "ext_snd_id, rq_id, user_ack FROM rcv_messages "
+                              "ext_snd_id, rq_id FROM rcv_messages "
                               "WHERE conn_id = ? AND internal_id = ?");
     if (rc == 0) {
         sx_bind_i64(st, 1, c.id);
@@ -1443,7 +1451,6 @@ int simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
             type = sqlite3_column_int(st, 1);
             ext_snd_id = sqlite3_column_int64(st, 3);
             rq.id = sqlite3_column_int64(st, 4);
-            user_ack = sqlite3_column_int(st, 5);
         } else if (rc == SQLITE_DONE) {
             rc = SIMPLEX_ERR_NOT_FOUND;
         } else {
@@ -1466,18 +1473,30 @@ int simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
                                             : SIMPLEX_ERR_NOT_FOUND;
         sqlite3_finalize(st);
     }
-    if (rc == 0 && !user_ack) {
-        /* from now on a redelivery of this message is acknowledged
-         * silently */
-        rc = sx_store_prepare(&a->st, &st,
-                              "UPDATE rcv_messages SET user_ack = 1 "
-                              "WHERE conn_id = ? AND internal_id = ?");
+    if (rc == 0 && rcpt_info) {
+        ag_sq sq;
+        sx_amessage *m = sx_calloc(1, sizeof *m);
+        if (!m)
+            rc = SIMPLEX_ERR_NOMEM;
+        if (rc == 0)
+            rc = ag_load_sq(a, &sq, 0, c.id);
         if (rc == 0) {
-            sx_bind_i64(st, 1, c.id);
-            sx_bind_i64(st, 2, msg_id);
-            rc = step_done(a, st, "mark acknowledged");
+            m->type = SX_AMSG_A_RCVD;
+            m->n = 1;
+            m->u.rcvd[0].agent_msg_id = ext_snd_id;
+            m->u.rcvd[0].msg_hash.p = hash;
+            m->u.rcvd[0].msg_hash.n = 32;
+            m->u.rcvd[0].rcpt_info.p = rcpt_info;
+            m->u.rcvd[0].rcpt_info.n = rcpt_info_len;
+            sq_id = sq.id;
+            rc = enqueue_amsg(a, &c, sq.id, MT_A_RCVD, m, NULL);
+            sx_memzero(&sq, sizeof sq);
         }
+        sx_free(m);
     }
+    if (rc == 0)
+        rc = delete_rcv_msg(a, c.id, msg_id);
+    rc = tx_end(a, rc);
     rc = st_fail(a, rc);
     pthread_mutex_unlock(&a->mu);
     if (rc == SIMPLEX_ERR_NOT_FOUND)
@@ -1490,40 +1509,6 @@ int simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
     /* network; a failure here is recovered by the server's redelivery */
     (void)smp_ack(a, rq.queue, rq.queue_len, srv_id, srv_id_len);
     rq_clear(&rq);
-
-    pthread_mutex_lock(&a->mu);
-    rc = tx_begin(a);
-    if (rc == 0) {
-        rc = load_conn(a, &c, conn_id, 0);
-        if (rc == 0 && rcpt_info) {
-            ag_sq sq;
-            sx_amessage *m = sx_calloc(1, sizeof *m);
-            if (!m)
-                rc = SIMPLEX_ERR_NOMEM;
-            if (rc == 0)
-                rc = ag_load_sq(a, &sq, 0, c.id);
-            if (rc == 0) {
-                m->type = SX_AMSG_A_RCVD;
-                m->n = 1;
-                m->u.rcvd[0].agent_msg_id = ext_snd_id;
-                m->u.rcvd[0].msg_hash.p = hash;
-                m->u.rcvd[0].msg_hash.n = 32;
-                m->u.rcvd[0].rcpt_info.p = rcpt_info;
-                m->u.rcvd[0].rcpt_info.n = rcpt_info_len;
-                sq_id = sq.id;
-                rc = enqueue_amsg(a, &c, sq.id, MT_A_RCVD, m, NULL);
-                sx_memzero(&sq, sizeof sq);
-            }
-            sx_free(m);
-        }
-        if (rc == 0)
-            rc = delete_rcv_msg(a, c.id, msg_id);
-        rc = tx_end(a, rc);
-    }
-    rc = st_fail(a, rc);
-    pthread_mutex_unlock(&a->mu);
-    if (rc)
-        return rc;
     if (sq_id)
         ag_kick(a, sq_id);
     return ag_fail(0, "%s", "");

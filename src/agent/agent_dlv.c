@@ -308,7 +308,7 @@ static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
     rcpt = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     if (rc == 0) {
-        int src = sx_store_begin(&a->st);
+        int src = sx_store_begin_lazy(&a->st);
         if (src == 0)
             src = sent(a, &sq, ext, internal_id, t, rcpt, &ev);
         if (src == 0)
@@ -346,7 +346,7 @@ static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
                                 : *delay_ms * 3 / 2;
             result = DL_RETRY;
         } else {
-            int src = sx_store_begin(&a->st);
+            int src = sx_store_begin_lazy(&a->st);
             if (src == 0)
                 src = dropped(a, &sq, ext, internal_id, t, rc,
                               err[0] ? err : simplex_strerror(rc), &ev);

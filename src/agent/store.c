@@ -187,6 +187,7 @@ int sx_store_open(sx_store *s, const char *path)
                                "PRAGMA synchronous=FULL;"
                                "PRAGMA foreign_keys=ON;")) != 0)
         goto fail;
+    s->full = 1;
     if ((rc = user_version(s, &v)) != 0)
         goto fail;
     if (v > (int)SX_ARRAY_LEN(migrations)) {
@@ -228,6 +229,39 @@ void sx_store_close(sx_store *s)
     s->in_tx = 0;
 }
 
+int sx_store_set_sync(sx_store *s, int full)
+{
+    int rc = sx_store_exec(s, full ? "PRAGMA synchronous=FULL"
+                                   : "PRAGMA synchronous=NORMAL");
+    if (rc == 0)
+        s->full = full != 0;
+    return rc;
+}
+
+int sx_store_begin_lazy(sx_store *s)
+{
+    int rc;
+    if (s->full) {
+        if ((rc = sx_store_exec(s, "PRAGMA synchronous=NORMAL")) != 0)
+            return rc;
+        s->lazy = 1;
+    }
+    rc = sx_store_begin(s);
+    if (rc && s->lazy) {
+        s->lazy = 0;
+        (void)sx_store_exec(s, "PRAGMA synchronous=FULL");
+    }
+    return rc;
+}
+
+static void end_lazy(sx_store *s)
+{
+    if (s->lazy) {
+        s->lazy = 0;
+        (void)sx_store_exec(s, "PRAGMA synchronous=FULL");
+    }
+}
+
 int sx_store_begin(sx_store *s)
 {
     int rc = sx_store_exec(s, "BEGIN IMMEDIATE");
@@ -242,6 +276,7 @@ int sx_store_commit(sx_store *s)
     if (rc != 0)
         sx_store_rollback(s);
     s->in_tx = 0;
+    end_lazy(s);
     return rc;
 }
 
@@ -250,6 +285,7 @@ void sx_store_rollback(sx_store *s)
     if (s->db)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     s->in_tx = 0;
+    end_lazy(s);
 }
 
 int sx_bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n)

@@ -18,6 +18,8 @@
 typedef struct sx_store {
     sqlite3 *db;
     int in_tx;
+    int full;   /* synchronous=FULL between transactions */
+    int lazy;   /* the current transaction runs with synchronous=NORMAL */
     char err[256];
 } sx_store;
 
@@ -28,6 +30,14 @@ int sx_store_open(sx_store *s, const char *path);
 void sx_store_close(sx_store *s);
 
 int sx_store_begin(sx_store *s);   /* BEGIN IMMEDIATE */
+/* A transaction whose commit need not reach the disk before returning
+ * (synchronous=NORMAL for it): for bookkeeping that is safe to lose on a
+ * power failure because it is redone. Later durable commits still carry
+ * it to disk in order. */
+int sx_store_begin_lazy(sx_store *s);
+/* full != 0: synchronous=FULL (the default; commits survive power loss);
+ * 0: NORMAL (commits survive process crashes, not the machine's). */
+int sx_store_set_sync(sx_store *s, int full);
 int sx_store_commit(sx_store *s);
 void sx_store_rollback(sx_store *s);
 
