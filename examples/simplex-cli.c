@@ -1,5 +1,5 @@
 /*
- * simplex-cli: command-line tool over the libsimplex SMP client.
+ * simplex-cli: command-line tool over libsimplex.
  *
  *   simplex-cli server-test smp://<keyhash>@host[:port] [--timeout SECONDS]
  *                           [--socks5 host:port] [--proxy smp://...]
@@ -12,15 +12,40 @@
  * the message is sent through that SMP proxy server (private message
  * routing: PRXY, then PFWD), so the tested server does not see the
  * sender's address.
+ *
+ *   simplex-cli --db FILE [options] create | join | allow | connections |
+ *               send | listen | delete | suspend ...
+ *
+ * The agent mode: duplex connections kept in the SQLite database FILE (see
+ * include/simplex/agent.h and usage_agent() below for the commands, their
+ * output and the exit status). Every run opens the agent on the database,
+ * does one thing and frees it; only one process should use a database at
+ * a time. One-shot commands open the agent without subscribing the stored
+ * connections, so they do not take messages or receipts away from the
+ * next listen; listen subscribes them and prints what arrives.
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "simplex/simplex.h"
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+/* exit status */
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_TIMEOUT = 3 };
 
 static double now_ms(void)
 {
@@ -29,12 +54,60 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-static void usage(void)
+static void usage_server_test(FILE *f)
 {
-    fprintf(stderr,
+    fprintf(f,
             "usage: simplex-cli server-test smp://<keyhash>@host[:port] "
             "[--timeout SECONDS] [--socks5 host:port] "
             "[--proxy smp://<keyhash>@host[:port]]\n");
+}
+
+static void usage_agent(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: simplex-cli --db FILE [--server smp://...]... "
+        "[--socks5 host:port]\n"
+        "                   [--json] [--no-sender-secure] [--retry-ms MS]\n"
+        "                   [--message-timeout SECONDS] [--verbose] "
+        "COMMAND ...\n"
+        "commands:\n"
+        "  create                       new connection: prints its id and "
+        "the invitation link\n"
+        "  join LINK [--info TEXT]      joins an invitation link\n"
+        "  allow CONN CONF_ID [--info TEXT]\n"
+        "                               accepts a confirmation (CONF) seen by "
+        "listen (alias: accept)\n"
+        "  connections                  one line per connection: id and "
+        "status\n"
+        "  send CONN TEXT [--wait-sent] [--timeout SECONDS]\n"
+        "                               stores a message (TEXT \"-\": read "
+        "stdin); --wait-sent: until SENT\n"
+        "  listen [--accept] [--info TEXT] [--count N] [--until EVENT] "
+        "[--timeout SECONDS] [--no-ack]\n"
+        "                               prints every event; acknowledges "
+        "each MSG with a receipt\n"
+        "                               (--no-ack: not, so the next listen "
+        "gets it again);\n"
+        "                               --accept allows each CONF; exits "
+        "after N MSG, at EVENT,\n"
+        "                               after SECONDS, or on SIGINT/SIGTERM\n"
+        "  delete CONN                  deletes a connection\n"
+        "  suspend CONN                 suspends a connection's receiving "
+        "queue\n"
+        "Global options come before the command. Without --server: "
+        "$SIMPLEX_SERVER,\n"
+        "else the server of a running `make demo` (build/demo-server.addr).\n"
+        "Exit status: 0 success, 1 the operation failed (library error; "
+        "MERR for send --wait-sent),\n"
+        "2 usage error, 3 timeout (listen --count/--until, send "
+        "--wait-sent).\n");
+}
+
+static void usage(void)
+{
+    usage_server_test(stderr);
+    usage_agent(stderr);
 }
 
 /* Prints the step and its outcome; returns rc. */
@@ -150,22 +223,1089 @@ done:
     return rc ? 1 : 0;
 }
 
-int main(int argc, char **argv)
+/* ======================================================================
+ * Agent mode
+ * ====================================================================== */
+
+typedef struct gopts {
+    const char *db;
+    const char *servers[32];
+    size_t n_servers;
+    const char *socks5;
+    int json;
+    unsigned flags;
+    unsigned retry_ms;
+    unsigned message_timeout_s;
+    int verbose;
+    char default_server[1024];
+} gopts;
+
+/* ---- output ---- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *p;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        p = realloc(b->p, cap);
+        if (!p) {
+            fputs("simplex-cli: out of memory\n", stderr);
+            exit(EXIT_FAILED);
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void sb_puts(sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    char tmp[128];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof tmp) {
+        sb_put(b, tmp, (size_t)n);
+    } else {
+        char *big = malloc((size_t)n + 1);
+        if (!big) {
+            fputs("simplex-cli: out of memory\n", stderr);
+            exit(EXIT_FAILED);
+        }
+        va_start(ap, fmt);
+        vsnprintf(big, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        sb_put(b, big, (size_t)n);
+        free(big);
+    }
+}
+
+/* Length of the well-formed UTF-8 sequence at s (1..4), or 0 when the
+ * bytes there are not one (overlong, surrogate, above U+10FFFF, cut). */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        return n >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return n >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80
+                   ? 3
+                   : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return n >= 4 && s[1] >= lo && s[1] <= hi &&
+                       (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80
+                   ? 4
+                   : 0;
+    }
+    return 0;
+}
+
+/* A JSON string: control characters escaped, each byte that does not
+ * start a well-formed UTF-8 sequence replaced by U+FFFD. */
+static void sb_json_bytes(sbuf *b, const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    sb_put(b, "\"", 1);
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            sb_put(b, e, 2);
+            i++;
+        } else if (c < 0x20 || c == 0x7F) {
+            switch (c) {
+            case '\n': sb_puts(b, "\\n"); break;
+            case '\r': sb_puts(b, "\\r"); break;
+            case '\t': sb_puts(b, "\\t"); break;
+            case '\b': sb_puts(b, "\\b"); break;
+            case '\f': sb_puts(b, "\\f"); break;
+            default: sb_printf(b, "\\u%04x", c); break;
+            }
+            i++;
+        } else if ((k = utf8_seq(s + i, n - i)) > 0) {
+            sb_put(b, (const char *)s + i, k);
+            i += k;
+        } else {
+            sb_puts(b, "\\ufffd");
+            i++;
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+static void sb_json_str(sbuf *b, const char *s)
+{
+    s = s ? s : "";
+    sb_json_bytes(b, (const uint8_t *)s, strlen(s));
+}
+
+/* Readable text on one line: printable UTF-8 as is, the rest escaped. */
+static void sb_text_bytes(sbuf *b, const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        if (c == '\\') {
+            sb_puts(b, "\\\\");
+            i++;
+        } else if (c == '\n') {
+            sb_puts(b, "\\n");
+            i++;
+        } else if (c == '\t') {
+            sb_puts(b, "\\t");
+            i++;
+        } else if (c < 0x20 || c == 0x7F) {
+            sb_printf(b, "\\x%02x", c);
+            i++;
+        } else if ((k = utf8_seq(s + i, n - i)) > 0) {
+            sb_put(b, (const char *)s + i, k);
+            i += k;
+        } else {
+            sb_printf(b, "\\x%02x", c);
+            i++;
+        }
+    }
+}
+
+/* JSON object under construction: {"k":v,...} */
+static void jkey(sbuf *b, const char *key)
+{
+    sb_puts(b, b->len > 1 ? ",\"" : "\"");
+    sb_puts(b, key);
+    sb_puts(b, "\":");
+}
+
+static void jstr(sbuf *b, const char *key, const char *val)
+{
+    jkey(b, key);
+    sb_json_str(b, val);
+}
+
+static void jbytes(sbuf *b, const char *key, const uint8_t *p, size_t n)
+{
+    jkey(b, key);
+    sb_json_bytes(b, p, n);
+}
+
+static void jint(sbuf *b, const char *key, long long v)
+{
+    jkey(b, key);
+    sb_printf(b, "%lld", v);
+}
+
+static void jbool(sbuf *b, const char *key, int v)
+{
+    jkey(b, key);
+    sb_puts(b, v ? "true" : "false");
+}
+
+static int g_out_failed;
+
+/* Writes the line (closing the JSON object when json) and flushes. */
+static void emit(sbuf *b, int json)
+{
+    if (json)
+        sb_puts(b, "}");
+    sb_puts(b, "\n");
+    if (fwrite(b->p, 1, b->len, stdout) != b->len || fflush(stdout) != 0)
+        g_out_failed = 1;
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+static void jopen(sbuf *b)
+{
+    sb_puts(b, "{");
+}
+
+/* Prints {"event":name,"conn":conn} or "name conn" plus nothing else. */
+static void emit_simple(const gopts *g, const char *event, const char *conn)
+{
+    sbuf b = {NULL, 0, 0};
+    if (g->json) {
+        jopen(&b);
+        jstr(&b, "event", event);
+        jstr(&b, "conn", conn);
+    } else {
+        sb_printf(&b, "%s %s", event, conn);
+    }
+    emit(&b, g->json);
+}
+
+/* The error of a failed call: the JSON object on stdout with --json, a
+ * line on stderr always. Returns EXIT_FAILED. */
+static int report_error(const gopts *g, simplex_agent *a, const char *op,
+                        int rc)
+{
+    simplex_buf m = {NULL, 0};
+    const char *msg;
+    if (simplex_agent_last_error(a, &m) != 0) {
+        m.data = NULL;
+        m.len = 0;
+    }
+    msg = m.data && m.len ? (const char *)m.data : "";
+    if (g->json) {
+        sbuf b = {NULL, 0, 0};
+        jopen(&b);
+        jstr(&b, "error", simplex_strerror(rc));
+        jint(&b, "code", rc);
+        jstr(&b, "message", msg);
+        jstr(&b, "op", op);
+        emit(&b, 1);
+    }
+    fprintf(stderr, "simplex-cli: %s: %s (%d)%s%s\n", op, simplex_strerror(rc),
+            rc, *msg ? ": " : "", msg);
+    simplex_buf_dispose(&m);
+    return EXIT_FAILED;
+}
+
+/* A usage error (exit 2) or a timeout (exit 3) with its message. */
+static int report_other(const gopts *g, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int report_other(const gopts *g, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (g && g->json) {
+        sbuf b = {NULL, 0, 0};
+        jopen(&b);
+        if (status == EXIT_TIMEOUT) {
+            jstr(&b, "error", simplex_strerror(SIMPLEX_ERR_TIMEOUT));
+            jint(&b, "code", SIMPLEX_ERR_TIMEOUT);
+        } else {
+            jstr(&b, "error", "usage");
+            jint(&b, "code", 0);
+        }
+        jstr(&b, "message", msg);
+        emit(&b, 1);
+    }
+    fprintf(stderr, "simplex-cli: %s\n", msg);
+    if (status == EXIT_USAGE)
+        fprintf(stderr, "run simplex-cli --help for the usage\n");
+    return status;
+}
+
+static const char *integrity_name(simplex_agent_integrity i)
+{
+    switch (i) {
+    case SIMPLEX_AGENT_INTEGRITY_OK: return "ok";
+    case SIMPLEX_AGENT_INTEGRITY_BAD_ID: return "bad_id";
+    case SIMPLEX_AGENT_INTEGRITY_DUPLICATE: return "duplicate";
+    case SIMPLEX_AGENT_INTEGRITY_SKIPPED: return "skipped";
+    case SIMPLEX_AGENT_INTEGRITY_BAD_HASH: return "bad_hash";
+    }
+    return "unknown";
+}
+
+/* Prints one event as a line. */
+static void print_event(const gopts *g, const simplex_agent_event *ev)
+{
+    simplex_agent_event_type t = simplex_agent_event_get_type(ev);
+    const char *name = simplex_agent_event_name(ev);
+    const char *conn = simplex_agent_event_conn_id(ev);
+    const uint8_t *body;
+    size_t blen = 0;
+    sbuf b = {NULL, 0, 0};
+
+    name = name && *name ? name : "UNKNOWN";
+    conn = conn ? conn : "";
+    body = simplex_agent_event_body(ev, &blen);
+    if (!body)
+        blen = 0;
+    if (g->json) {
+        jopen(&b);
+        jstr(&b, "event", name);
+        jstr(&b, "conn", conn);
+    } else {
+        sb_puts(&b, name);
+        if (*conn) {
+            sb_puts(&b, " ");
+            sb_puts(&b, conn);
+        }
+    }
+    switch (t) {
+    case SIMPLEX_AGENT_EVENT_CONF:
+        if (g->json) {
+            jstr(&b, "conf_id", simplex_agent_event_conf_id(ev));
+            jbytes(&b, "info", body, blen);
+        } else {
+            sb_printf(&b, " %s ", simplex_agent_event_conf_id(ev));
+            sb_text_bytes(&b, body, blen);
+        }
+        break;
+    case SIMPLEX_AGENT_EVENT_INFO:
+        if (g->json) {
+            jbytes(&b, "info", body, blen);
+        } else {
+            sb_puts(&b, " ");
+            sb_text_bytes(&b, body, blen);
+        }
+        break;
+    case SIMPLEX_AGENT_EVENT_MSG: {
+        unsigned flags = simplex_agent_event_flags(ev);
+        int64_t from = 0, to = 0;
+        simplex_agent_integrity in =
+            simplex_agent_event_integrity(ev, &from, &to);
+        if (g->json) {
+            jint(&b, "msg_id", (long long)simplex_agent_event_msg_id(ev));
+            jbytes(&b, "text", body, blen);
+            jint(&b, "flags", (long long)flags);
+            jbool(&b, "redelivered",
+                  (flags & SIMPLEX_AGENT_MSG_REDELIVERED) != 0);
+            jint(&b, "snd_msg_id",
+                 (long long)simplex_agent_event_snd_msg_id(ev));
+            jint(&b, "ts", (long long)simplex_agent_event_timestamp(ev));
+            jstr(&b, "integrity", integrity_name(in));
+            if (in == SIMPLEX_AGENT_INTEGRITY_SKIPPED) {
+                jint(&b, "skipped_from", (long long)from);
+                jint(&b, "skipped_to", (long long)to);
+            } else if (in == SIMPLEX_AGENT_INTEGRITY_BAD_ID) {
+                jint(&b, "received_id", (long long)from);
+            }
+        } else {
+            sb_printf(&b, " %lld ", (long long)simplex_agent_event_msg_id(ev));
+            if (flags & SIMPLEX_AGENT_MSG_REDELIVERED)
+                sb_puts(&b, "[redelivered] ");
+            if (in == SIMPLEX_AGENT_INTEGRITY_SKIPPED)
+                sb_printf(&b, "[skipped %lld-%lld] ", (long long)from,
+                          (long long)to);
+            else if (in != SIMPLEX_AGENT_INTEGRITY_OK)
+                sb_printf(&b, "[integrity: %s] ", integrity_name(in));
+            sb_text_bytes(&b, body, blen);
+        }
+        break;
+    }
+    case SIMPLEX_AGENT_EVENT_SENT:
+        if (g->json)
+            jint(&b, "msg_id", (long long)simplex_agent_event_msg_id(ev));
+        else
+            sb_printf(&b, " %lld", (long long)simplex_agent_event_msg_id(ev));
+        break;
+    case SIMPLEX_AGENT_EVENT_RCVD: {
+        unsigned flags = simplex_agent_event_flags(ev);
+        const char *r = flags & SIMPLEX_AGENT_RCPT_OK         ? "ok"
+                        : flags & SIMPLEX_AGENT_RCPT_BAD_HASH ? "bad_hash"
+                                                              : "unknown";
+        if (g->json) {
+            jint(&b, "msg_id", (long long)simplex_agent_event_msg_id(ev));
+            jint(&b, "flags", (long long)flags);
+            jstr(&b, "receipt", r);
+            jbytes(&b, "info", body, blen);
+        } else {
+            sb_printf(&b, " %lld %s", (long long)simplex_agent_event_msg_id(ev),
+                      r);
+            if (blen) {
+                sb_puts(&b, " ");
+                sb_text_bytes(&b, body, blen);
+            }
+        }
+        break;
+    }
+    case SIMPLEX_AGENT_EVENT_MERR:
+    case SIMPLEX_AGENT_EVENT_MWARN:
+    case SIMPLEX_AGENT_EVENT_ERR: {
+        int code = simplex_agent_event_error(ev);
+        const char *msg = simplex_agent_event_message(ev);
+        const char *srv = simplex_agent_event_server(ev);
+        msg = msg ? msg : "";
+        if (g->json) {
+            if (t != SIMPLEX_AGENT_EVENT_ERR)
+                jint(&b, "msg_id", (long long)simplex_agent_event_msg_id(ev));
+            jstr(&b, "error", simplex_strerror(code));
+            jint(&b, "code", code);
+            jstr(&b, "message", msg);
+            if (srv && *srv)
+                jstr(&b, "server", srv);
+        } else {
+            if (t != SIMPLEX_AGENT_EVENT_ERR)
+                sb_printf(&b, " %lld",
+                          (long long)simplex_agent_event_msg_id(ev));
+            sb_printf(&b, " %s (%d)", simplex_strerror(code), code);
+            if (*msg) {
+                sb_puts(&b, ": ");
+                sb_text_bytes(&b, (const uint8_t *)msg, strlen(msg));
+            }
+            if (srv && *srv)
+                sb_printf(&b, " [%s]", srv);
+        }
+        break;
+    }
+    case SIMPLEX_AGENT_EVENT_DOWN:
+    case SIMPLEX_AGENT_EVENT_UP: {
+        const char *srv = simplex_agent_event_server(ev);
+        if (g->json)
+            jstr(&b, "server", srv);
+        else
+            sb_printf(&b, " %s", srv ? srv : "");
+        break;
+    }
+    default:
+        break;
+    }
+    emit(&b, g->json);
+}
+
+/* ---- the agent ---- */
+
+static void log_to_stderr(int level, const char *message, void *user_data)
+{
+    static const char *const names[] = {"?", "error", "warn", "info",
+                                        "debug"};
+    (void)user_data;
+    fprintf(stderr, "simplex-cli[%ld] %s: %s\n", (long)getpid(),
+            names[level >= 1 && level <= 4 ? level : 0], message);
+}
+
+/* Reads the first line of path into out; 0 when it holds an address. */
+static int read_addr_file(const char *path, char *out, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    size_t len;
+    if (!f)
+        return -1;
+    if (!fgets(out, (int)n, f)) {
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    len = strcspn(out, "\r\n");
+    out[len] = 0;
+    return strncmp(out, "smp://", 6) == 0 ? 0 : -1;
+}
+
+/* The server when none was given: $SIMPLEX_SERVER, else the address a
+ * running `make demo` wrote to <build dir>/demo-server.addr (looked for
+ * next to this program's bin directory, then in ./build). */
+static const char *default_server(gopts *g)
+{
+    const char *env = getenv("SIMPLEX_SERVER");
+    char self[PATH_MAX], path[PATH_MAX + 64];
+    ssize_t len;
+    if (env && *env)
+        return env;
+    len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0) {
+        char *slash;
+        self[len] = 0;
+        slash = strrchr(self, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(path, sizeof path, "%s/../demo-server.addr", self);
+            if (read_addr_file(path, g->default_server,
+                               sizeof g->default_server) == 0)
+                return g->default_server;
+        }
+    }
+    if (read_addr_file("build/demo-server.addr", g->default_server,
+                       sizeof g->default_server) == 0)
+        return g->default_server;
+    return NULL;
+}
+
+static int open_agent(const gopts *g, simplex_agent **a, int subscribe)
+{
+    simplex_agent_options o;
+    int rc = simplex_agent_options_init(&o, SIMPLEX_AGENT_OPTIONS_VERSION);
+    if (rc)
+        return report_error(g, NULL, "options", rc);
+    o.db_path = g->db;
+    o.servers = g->n_servers ? g->servers : NULL;
+    o.n_servers = g->n_servers;
+    o.flags = g->flags | (subscribe ? 0u : SIMPLEX_AGENT_NO_SUBSCRIBE);
+    o.socks5_proxy = g->socks5;
+    o.retry_initial_ms = g->retry_ms;
+    o.message_timeout_s = g->message_timeout_s;
+    o.event_cb = NULL;
+    o.user_data = NULL;
+    rc = simplex_agent_new(a, &o);
+    if (rc) {
+        *a = NULL;
+        return report_error(g, NULL, "open", rc);
+    }
+    return EXIT_OK;
+}
+
+/* SIGINT and SIGTERM are blocked in every thread while an agent waits
+ * for events, and polled between waits, so that a signal never
+ * interrupts the library and the agent is always freed cleanly. */
+static sigset_t g_stop_set;
+
+static void block_stop_signals(void)
+{
+    sigemptyset(&g_stop_set);
+    sigaddset(&g_stop_set, SIGINT);
+    sigaddset(&g_stop_set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &g_stop_set, NULL);
+}
+
+static int stop_requested(void)
+{
+    struct timespec zero = {0, 0};
+    return sigtimedwait(&g_stop_set, NULL, &zero) > 0;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+    if (!s || !*s || *s == '-')
+        return -1;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Reads all of stdin (send CONN -). */
+static int read_stdin(sbuf *b)
+{
+    char tmp[4096];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, stdin)) > 0)
+        sb_put(b, tmp, n);
+    return ferror(stdin) ? -1 : 0;
+}
+
+/* ---- commands ---- */
+
+static int cmd_create(const gopts *g, int argc, char **argv)
+{
+    simplex_agent *a = NULL;
+    char conn[SIMPLEX_AGENT_ID_MAX];
+    simplex_buf link = {NULL, 0};
+    sbuf b = {NULL, 0, 0};
+    int rc;
+    (void)argv;
+    if (argc != 0)
+        return report_other(g, EXIT_USAGE, "create takes no arguments");
+    if ((rc = open_agent(g, &a, 0)) != 0)
+        return rc;
+    rc = simplex_agent_create_connection(a, conn, &link);
+    if (rc) {
+        rc = report_error(g, a, "create", rc);
+    } else {
+        const char *l = link.data ? (const char *)link.data : "";
+        if (g->json) {
+            jopen(&b);
+            jstr(&b, "event", "created");
+            jstr(&b, "conn", conn);
+            jstr(&b, "link", l);
+        } else {
+            sb_printf(&b, "%s\n%s", conn, l);
+        }
+        emit(&b, g->json);
+    }
+    simplex_buf_dispose(&link);
+    simplex_agent_free(a);
+    return rc;
+}
+
+/* Parses [--info TEXT] from the remaining arguments. */
+static int parse_info(const gopts *g, int argc, char **argv,
+                      const char **info)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--info") == 0 && i + 1 < argc)
+            *info = argv[++i];
+        else
+            return report_other(g, EXIT_USAGE, "unexpected argument %s",
+                                argv[i]);
+    }
+    return EXIT_OK;
+}
+
+static int cmd_join(const gopts *g, int argc, char **argv)
+{
+    simplex_agent *a = NULL;
+    char conn[SIMPLEX_AGENT_ID_MAX];
+    const char *info = "simplex-cli";
+    int rc;
+    if (argc < 1)
+        return report_other(g, EXIT_USAGE, "join LINK [--info TEXT]");
+    if ((rc = parse_info(g, argc - 1, argv + 1, &info)) != 0)
+        return rc;
+    if ((rc = open_agent(g, &a, 0)) != 0)
+        return rc;
+    rc = simplex_agent_join_connection(a, conn, argv[0],
+                                       (const uint8_t *)info, strlen(info));
+    if (rc)
+        rc = report_error(g, a, "join", rc);
+    else
+        emit_simple(g, "joined", conn);
+    simplex_agent_free(a);
+    return rc;
+}
+
+static int cmd_allow(const gopts *g, int argc, char **argv)
+{
+    simplex_agent *a = NULL;
+    const char *info = "simplex-cli";
+    int rc;
+    if (argc < 2)
+        return report_other(g, EXIT_USAGE, "allow CONN CONF_ID [--info TEXT]");
+    if ((rc = parse_info(g, argc - 2, argv + 2, &info)) != 0)
+        return rc;
+    if ((rc = open_agent(g, &a, 0)) != 0)
+        return rc;
+    rc = simplex_agent_allow_connection(a, argv[0], argv[1],
+                                        (const uint8_t *)info, strlen(info));
+    if (rc)
+        rc = report_error(g, a, "allow", rc);
+    else
+        emit_simple(g, "allowed", argv[0]);
+    simplex_agent_free(a);
+    return rc;
+}
+
+static int cmd_connections(const gopts *g, int argc, char **argv)
+{
+    simplex_agent *a = NULL;
+    simplex_buf list = {NULL, 0};
+    int rc;
+    (void)argv;
+    if (argc != 0)
+        return report_other(g, EXIT_USAGE, "connections takes no arguments");
+    if ((rc = open_agent(g, &a, 0)) != 0)
+        return rc;
+    rc = simplex_agent_list_connections(a, &list, NULL);
+    if (rc) {
+        rc = report_error(g, a, "connections", rc);
+    } else {
+        char *p = list.data ? (char *)list.data : NULL;
+        while (p && *p) {
+            char *nl = strchr(p, '\n');
+            simplex_agent_conn_status st;
+            sbuf b = {NULL, 0, 0};
+            int r;
+            if (nl)
+                *nl = 0;
+            if (*p) {
+                r = simplex_agent_connection_status(a, p, &st);
+                if (r) {
+                    rc = report_error(g, a, "status", r);
+                    break;
+                }
+                if (g->json) {
+                    jopen(&b);
+                    jstr(&b, "event", "connection");
+                    jstr(&b, "conn", p);
+                    jstr(&b, "status", simplex_agent_conn_status_name(st));
+                } else {
+                    sb_printf(&b, "%s %s", p,
+                              simplex_agent_conn_status_name(st));
+                }
+                emit(&b, g->json);
+            }
+            p = nl ? nl + 1 : NULL;
+        }
+    }
+    simplex_buf_dispose(&list);
+    simplex_agent_free(a);
+    return rc;
+}
+
+static int cmd_send(const gopts *g, int argc, char **argv)
+{
+    simplex_agent *a = NULL;
+    sbuf text = {NULL, 0, 0};
+    int wait_sent = 0, rc, i;
+    unsigned long timeout_s = 0;
+    int64_t msg_id = 0;
+    const char *conn;
+    sbuf b = {NULL, 0, 0};
+    double deadline = 0;
+
+    if (argc < 2)
+        return report_other(g, EXIT_USAGE,
+                            "send CONN TEXT [--wait-sent] [--timeout S]");
+    conn = argv[0];
+    for (i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--wait-sent") == 0)
+            wait_sent = 1;
+        else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc &&
+                 parse_uint(argv[i + 1], 86400, &timeout_s) == 0)
+            i++;
+        else
+            return report_other(g, EXIT_USAGE, "unexpected argument %s",
+                                argv[i]);
+    }
+    if (strcmp(argv[1], "-") == 0) {
+        if (read_stdin(&text) != 0)
+            return report_other(g, EXIT_USAGE, "cannot read stdin");
+    } else {
+        sb_puts(&text, argv[1]);
+    }
+    if (wait_sent)
+        block_stop_signals();
+    if ((rc = open_agent(g, &a, 0)) != 0) {
+        free(text.p);
+        return rc;
+    }
+    rc = simplex_agent_send(a, conn, (const uint8_t *)(text.p ? text.p : ""),
+                            text.len, &msg_id);
+    free(text.p);
+    if (rc) {
+        rc = report_error(g, a, "send", rc);
+        simplex_agent_free(a);
+        return rc;
+    }
+    if (g->json) {
+        jopen(&b);
+        jstr(&b, "event", "stored");
+        jstr(&b, "conn", conn);
+        jint(&b, "msg_id", (long long)msg_id);
+    } else {
+        sb_printf(&b, "stored %s %lld", conn, (long long)msg_id);
+    }
+    emit(&b, g->json);
+    if (timeout_s)
+        deadline = now_ms() + (double)timeout_s * 1000.0;
+    while (wait_sent) {
+        simplex_agent_event *ev = NULL;
+        simplex_agent_event_type t;
+        int wait_ms = 250;
+        if (stop_requested()) {
+            rc = report_other(g, EXIT_TIMEOUT,
+                              "interrupted before message %lld was sent "
+                              "(it stays stored)",
+                              (long long)msg_id);
+            break;
+        }
+        if (deadline) {
+            double left = deadline - now_ms();
+            if (left <= 0) {
+                rc = report_other(g, EXIT_TIMEOUT,
+                                  "message %lld not sent in %lu s",
+                                  (long long)msg_id, timeout_s);
+                break;
+            }
+            if (left < wait_ms)
+                wait_ms = (int)left + 1;
+        }
+        rc = simplex_agent_next_event(a, wait_ms, &ev);
+        if (rc == SIMPLEX_ERR_TIMEOUT)
+            continue;
+        if (rc) {
+            rc = report_error(g, a, "next_event", rc);
+            break;
+        }
+        t = simplex_agent_event_get_type(ev);
+        if ((t == SIMPLEX_AGENT_EVENT_SENT || t == SIMPLEX_AGENT_EVENT_MERR ||
+             t == SIMPLEX_AGENT_EVENT_MWARN) &&
+            simplex_agent_event_msg_id(ev) == msg_id &&
+            strcmp(simplex_agent_event_conn_id(ev), conn) == 0) {
+            print_event(g, ev);
+            if (t == SIMPLEX_AGENT_EVENT_MERR)
+                fprintf(stderr, "simplex-cli: message %lld not sent: %s\n",
+                        (long long)msg_id, simplex_agent_event_message(ev));
+            simplex_agent_event_free(ev);
+            if (t == SIMPLEX_AGENT_EVENT_SENT) {
+                rc = EXIT_OK;
+                break;
+            }
+            if (t == SIMPLEX_AGENT_EVENT_MERR) {
+                rc = EXIT_FAILED;
+                break;
+            }
+            continue;
+        }
+        if (t == SIMPLEX_AGENT_EVENT_ERR &&
+            strcmp(simplex_agent_event_conn_id(ev), conn) == 0)
+            print_event(g, ev);
+        simplex_agent_event_free(ev);
+    }
+    simplex_agent_free(a);
+    return g_out_failed && rc == EXIT_OK ? EXIT_FAILED : rc;
+}
+
+static int cmd_listen(const gopts *g, int argc, char **argv)
+{
+    simplex_agent *a = NULL;
+    int accept = 0, no_ack = 0, rc = EXIT_OK, i;
+    unsigned long count = 0, timeout_s = 0, msgs = 0;
+    const char *info = "simplex-cli", *until = NULL;
+    double deadline = 0;
+
+    for (i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--accept") == 0)
+            accept = 1;
+        else if (strcmp(argv[i], "--no-ack") == 0)
+            no_ack = 1;
+        else if (strcmp(argv[i], "--info") == 0 && i + 1 < argc)
+            info = argv[++i];
+        else if (strcmp(argv[i], "--until") == 0 && i + 1 < argc)
+            until = argv[++i];
+        else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc &&
+                 parse_uint(argv[i + 1], 100000000ul, &count) == 0)
+            i++;
+        else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc &&
+                 parse_uint(argv[i + 1], 86400ul * 365, &timeout_s) == 0 &&
+                 timeout_s > 0)
+            i++;
+        else
+            return report_other(g, EXIT_USAGE, "unexpected argument %s",
+                                argv[i]);
+    }
+    block_stop_signals();
+    if ((rc = open_agent(g, &a, 1)) != 0)
+        return rc;
+    if (timeout_s)
+        deadline = now_ms() + (double)timeout_s * 1000.0;
+    for (;;) {
+        simplex_agent_event *ev = NULL;
+        simplex_agent_event_type t;
+        const char *name;
+        int wait_ms = 250, r;
+
+        if (g_out_failed) { /* the reader went away */
+            rc = EXIT_FAILED;
+            break;
+        }
+        if (stop_requested()) {
+            rc = EXIT_OK;
+            break;
+        }
+        if (count && msgs >= count) {
+            rc = EXIT_OK;
+            break;
+        }
+        if (deadline) {
+            double left = deadline - now_ms();
+            if (left <= 0) {
+                if (count)
+                    rc = report_other(g, EXIT_TIMEOUT,
+                                      "%lu of %lu messages in %lu s", msgs,
+                                      count, timeout_s);
+                else if (until)
+                    rc = report_other(g, EXIT_TIMEOUT, "no %s in %lu s",
+                                      until, timeout_s);
+                else
+                    rc = EXIT_OK;
+                break;
+            }
+            if (left < wait_ms)
+                wait_ms = (int)left + 1;
+        }
+        r = simplex_agent_next_event(a, wait_ms, &ev);
+        if (r == SIMPLEX_ERR_TIMEOUT)
+            continue;
+        if (r) {
+            rc = report_error(g, a, "next_event", r);
+            break;
+        }
+        print_event(g, ev);
+        t = simplex_agent_event_get_type(ev);
+        name = simplex_agent_event_name(ev);
+        if (t == SIMPLEX_AGENT_EVENT_MSG && no_ack) {
+            msgs++;
+        } else if (t == SIMPLEX_AGENT_EVENT_MSG) {
+            /* acknowledged after it was printed, with a delivery receipt */
+            static const uint8_t empty[1] = {0};
+            r = simplex_agent_ack(a, simplex_agent_event_conn_id(ev),
+                                  simplex_agent_event_msg_id(ev), empty, 0);
+            if (r) {
+                rc = report_error(g, a, "ack", r);
+                simplex_agent_event_free(ev);
+                break;
+            }
+            msgs++;
+        } else if (t == SIMPLEX_AGENT_EVENT_CONF && accept) {
+            const char *conn = simplex_agent_event_conn_id(ev);
+            r = simplex_agent_allow_connection(a, conn,
+                                               simplex_agent_event_conf_id(ev),
+                                               (const uint8_t *)info,
+                                               strlen(info));
+            if (r) {
+                rc = report_error(g, a, "allow", r);
+                simplex_agent_event_free(ev);
+                break;
+            }
+            emit_simple(g, "allowed", conn);
+        }
+        if (until && name && strcmp(until, name) == 0) {
+            simplex_agent_event_free(ev);
+            rc = EXIT_OK;
+            break;
+        }
+        simplex_agent_event_free(ev);
+    }
+    simplex_agent_free(a);
+    return rc;
+}
+
+static int cmd_delete_suspend(const gopts *g, int argc, char **argv,
+                              int del)
+{
+    simplex_agent *a = NULL;
+    int rc;
+    if (argc != 1)
+        return report_other(g, EXIT_USAGE, "%s CONN",
+                            del ? "delete" : "suspend");
+    if ((rc = open_agent(g, &a, 0)) != 0)
+        return rc;
+    rc = del ? simplex_agent_delete_connection(a, argv[0])
+             : simplex_agent_suspend_connection(a, argv[0]);
+    if (rc)
+        rc = report_error(g, a, del ? "delete" : "suspend", rc);
+    else
+        emit_simple(g, del ? "deleted" : "suspended", argv[0]);
+    simplex_agent_free(a);
+    return rc;
+}
+
+static int agent_main(int argc, char **argv)
+{
+    static gopts g;
+    char **rest;
+    int nrest, i, rc;
+    unsigned long v;
+    const char *cmd;
+    simplex_global_options go;
+
+    memset(&g, 0, sizeof g);
+    /* global options come before the command; the rest is the command's */
+    for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "--") == 0) {
+            i++;
+            break;
+        } else if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+            usage_server_test(stdout);
+            usage_agent(stdout);
+            return EXIT_OK;
+        } else if (strcmp(s, "--json") == 0) {
+            g.json = 1;
+        } else if (strcmp(s, "--no-sender-secure") == 0) {
+            g.flags |= SIMPLEX_AGENT_NO_SENDER_SECURE;
+        } else if (strcmp(s, "--verbose") == 0 || strcmp(s, "-v") == 0) {
+            g.verbose++;
+        } else if (strcmp(s, "--db") == 0 && i + 1 < argc) {
+            g.db = argv[++i];
+        } else if (strcmp(s, "--server") == 0 && i + 1 < argc) {
+            if (g.n_servers >= sizeof g.servers / sizeof g.servers[0])
+                return report_other(&g, EXIT_USAGE, "too many servers");
+            g.servers[g.n_servers++] = argv[++i];
+        } else if (strcmp(s, "--socks5") == 0 && i + 1 < argc) {
+            g.socks5 = argv[++i];
+        } else if (strcmp(s, "--retry-ms") == 0 && i + 1 < argc &&
+                   parse_uint(argv[i + 1], 3600000ul, &v) == 0 && v > 0) {
+            g.retry_ms = (unsigned)v;
+            i++;
+        } else if (strcmp(s, "--message-timeout") == 0 && i + 1 < argc &&
+                   parse_uint(argv[i + 1], 86400ul * 365, &v) == 0 &&
+                   v > 0) {
+            g.message_timeout_s = (unsigned)v;
+            i++;
+        } else {
+            return report_other(&g, EXIT_USAGE, "unknown option %s", s);
+        }
+    }
+    rest = argv + i;
+    nrest = argc - i;
+    if (nrest == 0)
+        return report_other(&g, EXIT_USAGE, "no command given");
+    cmd = rest[0];
+    if (strcmp(cmd, "address") == 0 || strcmp(cmd, "contact") == 0 ||
+        strcmp(cmd, "requests") == 0)
+        return report_other(&g, EXIT_USAGE,
+                            "%s: contact addresses and requests are not "
+                            "implemented yet",
+                            cmd);
+    if (strcmp(cmd, "create") != 0 && strcmp(cmd, "join") != 0 &&
+        strcmp(cmd, "allow") != 0 && strcmp(cmd, "accept") != 0 &&
+        strcmp(cmd, "connections") != 0 && strcmp(cmd, "send") != 0 &&
+        strcmp(cmd, "listen") != 0 && strcmp(cmd, "delete") != 0 &&
+        strcmp(cmd, "suspend") != 0)
+        return report_other(&g, EXIT_USAGE, "unknown command %s", cmd);
+    if (!g.db)
+        return report_other(&g, EXIT_USAGE,
+                            "%s needs the database: --db FILE", cmd);
+    if (g.n_servers == 0) {
+        const char *d = default_server(&g);
+        if (d)
+            g.servers[g.n_servers++] = d;
+        else if (strcmp(cmd, "create") == 0 || strcmp(cmd, "join") == 0)
+            return report_other(&g, EXIT_USAGE,
+                                "no SMP server: pass --server smp://... "
+                                "(or set SIMPLEX_SERVER, or start `make "
+                                "demo`)");
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (simplex_global_options_init(&go, SIMPLEX_GLOBAL_OPTIONS_VERSION) != 0)
+        return EXIT_FAILED;
+    if (g.verbose) {
+        go.log_cb = log_to_stderr;
+        go.log_level = g.verbose > 1 ? SIMPLEX_LOG_DEBUG : SIMPLEX_LOG_INFO;
+    }
+    if ((rc = simplex_global_init(&go)) != 0)
+        return report_error(&g, NULL, "init", rc);
+
+    if (strcmp(cmd, "create") == 0)
+        rc = cmd_create(&g, nrest - 1, rest + 1);
+    else if (strcmp(cmd, "join") == 0)
+        rc = cmd_join(&g, nrest - 1, rest + 1);
+    else if (strcmp(cmd, "allow") == 0 || strcmp(cmd, "accept") == 0)
+        rc = cmd_allow(&g, nrest - 1, rest + 1);
+    else if (strcmp(cmd, "connections") == 0)
+        rc = cmd_connections(&g, nrest - 1, rest + 1);
+    else if (strcmp(cmd, "send") == 0)
+        rc = cmd_send(&g, nrest - 1, rest + 1);
+    else if (strcmp(cmd, "listen") == 0)
+        rc = cmd_listen(&g, nrest - 1, rest + 1);
+    else
+        rc = cmd_delete_suspend(&g, nrest - 1, rest + 1,
+                                strcmp(cmd, "delete") == 0);
+    simplex_global_cleanup();
+    if (rc == EXIT_OK && g_out_failed)
+        rc = EXIT_FAILED;
+    return rc;
+}
+
+static int server_test_main(int argc, char **argv)
 {
     const char *server = NULL, *socks5 = NULL, *proxy = NULL;
     unsigned timeout_s = 10;
     int i, rc;
 
-    if (argc < 3 || strcmp(argv[1], "server-test") != 0) {
-        usage();
-        return 2;
-    }
     for (i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
             char *end;
             long t = strtol(argv[++i], &end, 10);
             if (*end || t <= 0 || t > 3600) {
-                usage();
+                usage_server_test(stderr);
                 return 2;
             }
             timeout_s = (unsigned)t;
@@ -176,12 +1316,12 @@ int main(int argc, char **argv)
         } else if (!server && argv[i][0] != '-') {
             server = argv[i];
         } else {
-            usage();
+            usage_server_test(stderr);
             return 2;
         }
     }
     if (!server) {
-        usage();
+        usage_server_test(stderr);
         return 2;
     }
     if (simplex_global_init(NULL) != 0) {
@@ -191,4 +1331,15 @@ int main(int argc, char **argv)
     rc = server_test(server, timeout_s, socks5, proxy);
     simplex_global_cleanup();
     return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage();
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "server-test") == 0)
+        return server_test_main(argc, argv);
+    return agent_main(argc, argv);
 }

@@ -1,7 +1,10 @@
 #!/bin/sh
 # `make demo`: starts the loopback SMP server on a free port (or uses
 # SERVER=smp://... when given), prints the library version and crypto
-# self-test, then runs `simplex-cli server-test` against the server.
+# self-test, runs the Alice-and-Bob agent demo (build/bin/demo) through
+# the server, then `simplex-cli server-test` against it.
+# While the loopback server runs its address is in "$O/demo-server.addr",
+# where simplex-cli looks for a server when given no --server.
 set -eu
 O=${O:-build}
 bin="$O/bin"
@@ -9,7 +12,9 @@ bin="$O/bin"
 
 tmp=$(mktemp -d)
 pid=""
+addr_file=""
 cleanup() {
+    [ -n "$addr_file" ] && rm -f "$addr_file"
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     rm -rf "$tmp"
 }
@@ -33,5 +38,11 @@ if [ -z "$server" ]; then
        exit 1 ;;
     esac
     echo "loopback SMP server: $server"
+    addr_file="$O/demo-server.addr"
+    printf '%s\n' "$server" > "$addr_file"
 fi
+echo
+"$bin/demo" "$server"
+echo
+echo "simplex-cli server-test $server"
 "$bin/simplex-cli" server-test "$server"
