@@ -354,6 +354,15 @@ simplex_agent_delete_connection(simplex_agent *a, const char *conn_id);
 
 /* ---- inspection --------------------------------------------------------- */
 
+/*
+ * The link of a contact address, or of an invitation nobody has joined
+ * yet (status NEW), NUL-terminated in link (the caller's).
+ * SIMPLEX_ERR_STATE for other connections.
+ */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_agent_get_link(simplex_agent *a, const char *conn_id,
+                       simplex_buf *link);
+
 typedef enum simplex_agent_conn_status {
     SIMPLEX_AGENT_CONN_NEW = 1,       /* created, waiting for the peer */
     SIMPLEX_AGENT_CONN_JOINED = 2,    /* joined, waiting for INFO/CON */

@@ -1568,6 +1568,91 @@ int ag_announce_pending(simplex_agent *a)
     return 0;
 }
 
+int simplex_agent_get_link(simplex_agent *a, const char *conn_id,
+                           simplex_buf *link)
+{
+    ag_conn c;
+    ag_rq q;
+    sx_conn_link *l = NULL;
+    uint8_t keys[2 * SX_X448_BYTES];
+    size_t n = 0;
+    sqlite3_stmt *st;
+    sx_wr w;
+    int rc;
+
+    if (!a || !check_id(conn_id) || !link)
+        return ag_fail(SIMPLEX_ERR_INVALID_ARG, "bad argument");
+    link->data = NULL;
+    link->len = 0;
+    memset(&q, 0, sizeof q);
+    sx_wr_init(&w);
+    pthread_mutex_lock(&a->mu);
+    rc = load_conn(a, &c, conn_id, 0);
+    if (rc == 0 && c.status != SIMPLEX_AGENT_CONN_CONTACT &&
+        !(c.status == SIMPLEX_AGENT_CONN_NEW && c.initiator))
+        rc = ag_fail(SIMPLEX_ERR_STATE, "connection %s has no link to share "
+                     "(it is %s)", conn_id,
+                     simplex_agent_conn_status_name(c.status));
+    if (rc == 0)
+        rc = load_rq(a, &q, NULL, 0, c.id);
+    if (rc == 0 && c.status == SIMPLEX_AGENT_CONN_NEW) {
+        rc = sx_store_prepare(&a->st, &st, "SELECT x3dh_keys FROM "
+                                           "connections WHERE conn_id = ?");
+        if (rc == 0) {
+            sx_bind_i64(st, 1, c.id);
+            if (sqlite3_step(st) != SQLITE_ROW ||
+                sx_col_blob(st, 0, keys, sizeof keys, &n) != 0 ||
+                n != sizeof keys)
+                rc = ag_fail(SIMPLEX_ERR_STATE,
+                             "the invitation was answered already");
+            sqlite3_finalize(st);
+        }
+    }
+    rc = st_fail(a, rc);
+    pthread_mutex_unlock(&a->mu);
+    if (rc == SIMPLEX_ERR_NOT_FOUND)
+        rc = ag_fail(rc, "no connection %s", conn_id);
+    if (rc == 0 && !(l = sx_calloc(1, sizeof *l)))
+        rc = ag_fail(SIMPLEX_ERR_NOMEM, "out of memory");
+    if (rc == 0) {
+        l->agent_vrange.min = AG_AGENT_V_MIN;
+        l->agent_vrange.max = AG_AGENT_V_MAX;
+        l->n_queues = 1;
+        l->queues[0].vrange.min = AG_SMPC_V_MIN;
+        l->queues[0].vrange.max = AG_SMPC_V_MAX;
+        rc = rq_address(&q, &l->queues[0].addr);
+        if (c.status == SIMPLEX_AGENT_CONN_CONTACT) {
+            l->mode = SX_LINK_CONTACT;
+        } else {
+            l->mode = SX_LINK_INVITATION;
+            l->e2e.vrange.min = AG_E2E_V_MIN;
+            l->e2e.vrange.max = AG_E2E_V_MAX;
+            l->e2e.kem = SX_KEM_NONE;
+            if (rc == 0 &&
+                (sx_x448_public(l->e2e.k1, keys) != 0 ||
+                 sx_x448_public(l->e2e.k2, keys + SX_X448_BYTES) != 0))
+                rc = ag_fail(SIMPLEX_ERR_KEY, "stored keys are invalid");
+        }
+        if (rc == 0)
+            rc = sx_link_print(&w, l);
+        if (rc == 0) {
+            sx_wr_u8(&w, 0);
+            rc = sx_wr_error(&w);
+        }
+        sx_link_clear(l);
+    }
+    sx_free(l);
+    sx_memzero(keys, sizeof keys);
+    rq_clear(&q);
+    if (rc) {
+        sx_wr_free(&w);
+        return rc;
+    }
+    if ((rc = take_link(&w, link)) != 0)
+        return rc;
+    return ag_fail(0, "%s", "");
+}
+
 /* ---- contact requests ---- */
 
 int simplex_agent_accept_contact(simplex_agent *a,

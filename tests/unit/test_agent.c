@@ -144,6 +144,15 @@ static void connect_peers(peer *alice, peer *bob)
                                                      &link),
                      0);
     assert_memory_equal(link.data, "simplex:/invitation#/?v=2-7", 27);
+    {
+        simplex_buf again = {NULL, 0};
+        assert_int_equal(simplex_agent_get_link(alice->a, alice->conn,
+                                                &again),
+                         0);
+        assert_int_equal(again.len, link.len);
+        assert_memory_equal(again.data, link.data, link.len);
+        simplex_buf_dispose(&again);
+    }
     assert_int_equal(simplex_agent_join_connection(
                          bob->a, bob->conn, (const char *)link.data,
                          (const uint8_t *)"bob info", 8),
@@ -178,6 +187,12 @@ static void connect_peers(peer *alice, peer *bob)
     assert_int_equal(simplex_agent_connection_status(bob->a, bob->conn, &st),
                      0);
     assert_int_equal(st, SIMPLEX_AGENT_CONN_READY);
+    {
+        simplex_buf none = {NULL, 0};
+        assert_int_equal(simplex_agent_get_link(alice->a, alice->conn, &none),
+                         SIMPLEX_ERR_STATE);
+        assert_null(none.data);
+    }
 }
 
 static void send_text(peer *p, const char *text, int64_t *id)
@@ -911,6 +926,13 @@ static void test_contact_address(void **state)
     assert_int_equal(simplex_agent_create_address(alice.a, addr_id, &link),
                      0);
     assert_memory_equal(link.data, "simplex:/contact#/?v=2-7&smp=", 29);
+    {
+        simplex_buf again = {NULL, 0};
+        assert_int_equal(simplex_agent_get_link(alice.a, addr_id, &again), 0);
+        assert_int_equal(again.len, link.len);
+        assert_memory_equal(again.data, link.data, link.len);
+        simplex_buf_dispose(&again);
+    }
     assert_int_equal(simplex_agent_connection_status(alice.a, addr_id, &st),
                      0);
     assert_int_equal(st, SIMPLEX_AGENT_CONN_CONTACT);
