@@ -200,7 +200,7 @@ static void submit_some(sx_smp_session *s, uint64_t now)
     static const uint8_t e2[24] = {2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
                                    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2};
     static const uint8_t seed[32] = {7};
-    sx_smp_session_auth a = {SX_KEY_ED25519, seed};
+    sx_smp_session_auth a = {.alg = SX_KEY_ED25519, .priv = seed};
     sx_smp_cmd c;
     uint64_t id;
     sx_smp_cmd_init(&c, SX_SMP_CMD_PING);
