@@ -219,7 +219,9 @@ SIMPLEX_API int simplex_agent_options_init(simplex_agent_options *opts,
  * and, unless SIMPLEX_AGENT_NO_SUBSCRIBE, subscribes every stored
  * connection and resumes pending deliveries. Requires
  * simplex_global_init(). On failure *out is NULL and the error message is
- * available from simplex_agent_last_error(NULL, ...).
+ * available from simplex_agent_last_error(NULL, ...). The event callback
+ * is first called after *out is set, so it may read the agent from the
+ * variable out points to (e.g. through user_data).
  */
 SIMPLEX_API SIMPLEX_WARN_UNUSED int
 simplex_agent_new(simplex_agent **out, const simplex_agent_options *opts);

@@ -394,7 +394,7 @@ static void *agent_main(void *arg)
         int64_t *resub = NULL;
         size_t n_resub = 0;
         pthread_mutex_lock(&a->qmu);
-        while (!a->stop && !a->jobs && !(a->cb && a->evs)) {
+        while (!a->stop && !a->jobs && !(a->cb && a->evs && a->open_done)) {
             if (a->n_resub) {
                 int64_t now = ag_now_ms();
                 struct timespec dl;
@@ -442,8 +442,14 @@ static void *agent_main(void *arg)
             (void)ag_subscribe(a, resub, n_resub);
             sx_free(resub);
         }
-        if (a->cb)
-            dispatch(a);
+        if (a->cb) {
+            int go;
+            pthread_mutex_lock(&a->qmu);
+            go = a->open_done;
+            pthread_mutex_unlock(&a->qmu);
+            if (go)
+                dispatch(a);
+        }
     }
     return NULL;
 }
@@ -644,7 +650,12 @@ int simplex_agent_new(simplex_agent **out, const simplex_agent_options *opts)
     }
     if (!(a->flags & SIMPLEX_AGENT_NO_SUBSCRIBE))
         push_subscribe_job(a);
+    /* the caller's pointer is set before the first callback runs */
     *out = a;
+    pthread_mutex_lock(&a->qmu);
+    a->open_done = 1;
+    pthread_cond_signal(&a->qcv);
+    pthread_mutex_unlock(&a->qmu);
     return ok();
 }
 

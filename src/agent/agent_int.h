@@ -115,6 +115,7 @@ struct simplex_agent {
     int evfd[2]; /* pull mode: readable while evs is not empty */
     struct simplex_agent_event *evs, *evs_tail;
     int stop;
+    int open_done; /* simplex_agent_new has set *out: callbacks may run */
 
     /* receive queues whose subscription failed for a network reason,
      * subscribed again by the agent thread (under qmu) */
