@@ -817,35 +817,15 @@ static long long file_size(const char *path)
     return stat(path, &sb) == 0 ? (long long)sb.st_size : 0;
 }
 
-static long long pragma_i64(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st = NULL;
-    long long v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-/* measured through a read-only connection of our own (the agent's store
- * has no size call): sees every committed page, in the file or the WAL */
+/* used pages from the agent itself (its database is opened exclusively);
+ * file sizes from the file system */
 static db_size measure_db(const side *s)
 {
     db_size r = {-1, 0, 0};
     char wal[640];
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(s->db, &db, SQLITE_OPEN_READONLY, NULL) ==
-        SQLITE_OK) {
-        long long pc, fl, ps;
-        sqlite3_busy_timeout(db, 5000);
-        pc = pragma_i64(db, "PRAGMA page_count");
-        fl = pragma_i64(db, "PRAGMA freelist_count");
-        ps = pragma_i64(db, "PRAGMA page_size");
-        if (pc >= 0 && fl >= 0 && ps > 0)
-            r.used = (pc - fl) * ps;
-    }
-    sqlite3_close(db);
+    uint64_t used = 0;
+    if (simplex_agent_storage_bytes(s->a, &used) == 0)
+        r.used = (long long)used;
     snprintf(wal, sizeof wal, "%s-wal", s->db);
     r.file = file_size(s->db);
     r.wal = file_size(wal);

@@ -198,15 +198,15 @@ typedef struct simplex_agent_options {
     unsigned retry_initial_ms;
     unsigned retry_max_ms;
     unsigned message_timeout_s;
+    /* Events: by callback (on the agent's thread) when set, else queued
+     * for simplex_agent_next_event(). */
+    simplex_agent_event_cb event_cb;
+    void *user_data;
     /* Non-zero: commits survive a crash of the process but not of the
      * machine (SQLite synchronous=NORMAL), which is several times faster.
      * 0 (default): every commit that matters reaches the disk before the
      * call that made it returns (synchronous=FULL). */
     int relaxed_durability;
-    /* Events: by callback (on the agent's thread) when set, else queued
-     * for simplex_agent_next_event(). */
-    simplex_agent_event_cb event_cb;
-    void *user_data;
 } simplex_agent_options;
 
 SIMPLEX_API int simplex_agent_options_init(simplex_agent_options *opts,
@@ -382,6 +382,11 @@ simplex_agent_conn_status_name(simplex_agent_conn_status s);
 SIMPLEX_API SIMPLEX_WARN_UNUSED int
 simplex_agent_connection_status(simplex_agent *a, const char *conn_id,
                                 simplex_agent_conn_status *status);
+
+/* Bytes of the database in use (pages holding data, in the file or not
+ * yet checkpointed from the write-ahead log). */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_agent_storage_bytes(simplex_agent *a, uint64_t *bytes);
 
 /* The ids of every stored connection, oldest first, each followed by
  * '\n', NUL-terminated in out (the caller's); *count may be NULL. */

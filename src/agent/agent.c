@@ -506,9 +506,10 @@ static void agent_destroy(simplex_agent *a)
     sx_free(a);
 }
 
-/* Forgets what is only kept for a while: hashes of received messages
- * (to recognise a message sent twice) and sent messages still waiting
- * for a receipt, after AG_KEEP_S. */
+/* Forgets what is only kept for a while, after AG_KEEP_S: hashes of
+ * received messages (to recognise a message sent twice), received
+ * messages never acknowledged (the server has dropped them by then) and
+ * sent messages still waiting for a receipt. */
 #define AG_KEEP_S (30 * 86400)
 static int housekeeping(simplex_agent *a)
 {
@@ -518,7 +519,15 @@ static int housekeeping(simplex_agent *a)
     if (rc == 0) {
         sx_bind_i64(st, 1, ag_wall_s() - AG_KEEP_S);
         rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SIMPLEX_ERR_STORE;
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
+    }
+    if (rc == 0)
+        rc = sx_store_prepare(&a->st, &st,
+                              "DELETE FROM rcv_messages WHERE broker_ts < ?");
+    if (rc == 0) {
+        sx_bind_i64(st, 1, ag_wall_s() - AG_KEEP_S);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SIMPLEX_ERR_STORE;
+        sx_store_done(&a->st, st);
     }
     if (rc == 0)
         rc = sx_store_prepare(&a->st, &st,
@@ -527,7 +536,7 @@ static int housekeeping(simplex_agent *a)
     if (rc == 0) {
         sx_bind_i64(st, 1, ag_wall_s() - AG_KEEP_S);
         rc = sqlite3_step(st) == SQLITE_DONE ? 0 : SIMPLEX_ERR_STORE;
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
     }
     return rc;
 }

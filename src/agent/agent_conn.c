@@ -75,7 +75,7 @@ static int st_fail(simplex_agent *a, int rc)
 static int step_done(simplex_agent *a, sqlite3_stmt *st, const char *what)
 {
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     if (rc != SQLITE_DONE)
         return sx_store_fail(&a->st, rc, what);
     return 0;
@@ -129,7 +129,7 @@ static int load_conn(simplex_agent *a, ag_conn *c, const char *ext,
         rc = SIMPLEX_ERR_NOT_FOUND;
     else
         rc = sx_store_fail(&a->st, rc, "load connection");
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     return rc;
 }
 
@@ -176,7 +176,7 @@ static int load_ratchet(simplex_agent *a, int64_t conn_id, sx_ratchet **rc_out)
         rc = ag_fail(SIMPLEX_ERR_STATE, "the connection has no ratchet yet");
     else
         rc = sx_store_fail(&a->st, rc, "load ratchet");
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     return rc;
 }
 
@@ -251,7 +251,7 @@ static int load_rq(simplex_agent *a, ag_rq *q, const uint8_t *rcv_id,
         rc = SIMPLEX_ERR_NOT_FOUND;
     else
         rc = sx_store_fail(&a->st, rc, "load receive queue");
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     return rc;
 }
 
@@ -340,7 +340,7 @@ int ag_load_sq(simplex_agent *a, ag_sq *q, int64_t sq_id, int64_t conn_id)
         rc = SIMPLEX_ERR_NOT_FOUND;
     else
         rc = sx_store_fail(&a->st, rc, "load send queue");
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     return rc;
 }
 
@@ -1248,7 +1248,7 @@ int simplex_agent_allow_connection(simplex_agent *a, const char *conn_id,
         } else {
             rc = SIMPLEX_ERR_NOT_FOUND;
         }
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
     }
     if (rc == 0)
         rc = load_rq(a, &rq, NULL, 0, c.id);
@@ -1428,10 +1428,12 @@ int simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
      * One transaction: the receipt is queued and the message forgotten;
      * then the server is acknowledged. Should the process die in between,
      * the server delivers the message again and its hash (kept in
-     * rcv_hashes) makes the agent acknowledge it silently.
+     * rcv_hashes) makes the agent acknowledge it silently. The commit
+     * need not wait for the disk: a power failure could only lose the
+     * receipt (and leave the row, forgotten by housekeeping).
      */
     pthread_mutex_lock(&a->mu);
-    rc = tx_begin(a);
+    rc = sx_store_begin_lazy(&a->st);
     if (rc == 0)
         rc = load_conn(a, &c, conn_id, 0);
     if (rc == 0)
@@ -1456,7 +1458,7 @@ int simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
         } else {
             rc = sx_store_fail(&a->st, rc, "load received message");
         }
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
     }
     if (rc == 0 && type != MT_A_MSG)
         rc = ag_fail(SIMPLEX_ERR_STATE, "message %lld is not an A_MSG",
@@ -1471,7 +1473,7 @@ int simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
         sx_bind_i64(st, 1, rq.id);
         rc = sqlite3_step(st) == SQLITE_ROW ? read_rq(st, &rq)
                                             : SIMPLEX_ERR_NOT_FOUND;
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
     }
     if (rc == 0 && rcpt_info) {
         ag_sq sq;
@@ -1542,7 +1544,7 @@ int ag_announce_pending(simplex_agent *a)
         }
         ag_emit(a, ev);
     }
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     rc = sx_store_prepare(&a->st, &st,
                           "SELECT c.ext_id, i.inv_id, i.info FROM "
                           "invitations i JOIN connections c ON "
@@ -1564,7 +1566,7 @@ int ag_announce_pending(simplex_agent *a)
         }
         ag_emit(a, ev);
     }
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     return 0;
 }
 
@@ -1605,7 +1607,7 @@ int simplex_agent_get_link(simplex_agent *a, const char *conn_id,
                 n != sizeof keys)
                 rc = ag_fail(SIMPLEX_ERR_STATE,
                              "the invitation was answered already");
-            sqlite3_finalize(st);
+            sx_store_done(&a->st, st);
         }
     }
     rc = st_fail(a, rc);
@@ -1682,7 +1684,7 @@ int simplex_agent_accept_contact(simplex_agent *a,
         } else {
             rc = SIMPLEX_ERR_NOT_FOUND;
         }
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
     }
     rc = st_fail(a, rc);
     pthread_mutex_unlock(&a->mu);
@@ -1821,6 +1823,34 @@ int simplex_agent_connection_status(simplex_agent *a, const char *conn_id,
     return ag_fail(0, "%s", "");
 }
 
+static int64_t pragma_value(simplex_agent *a, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    if (sx_store_prepare(&a->st, &st, sql) == 0) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+        sx_store_done(&a->st, st);
+    }
+    return v;
+}
+
+int simplex_agent_storage_bytes(simplex_agent *a, uint64_t *bytes)
+{
+    int64_t pc, fl, ps;
+    if (!a || !bytes)
+        return ag_fail(SIMPLEX_ERR_INVALID_ARG, "bad argument");
+    pthread_mutex_lock(&a->mu);
+    pc = pragma_value(a, "PRAGMA page_count");
+    fl = pragma_value(a, "PRAGMA freelist_count");
+    ps = pragma_value(a, "PRAGMA page_size");
+    pthread_mutex_unlock(&a->mu);
+    if (pc < 0 || fl < 0 || ps <= 0 || fl > pc)
+        return ag_fail(SIMPLEX_ERR_STORE, "database: %s", a->st.err);
+    *bytes = (uint64_t)(pc - fl) * (uint64_t)ps;
+    return ag_fail(0, "%s", "");
+}
+
 int simplex_agent_list_connections(simplex_agent *a, simplex_buf *out,
                                    size_t *count)
 {
@@ -1845,7 +1875,7 @@ int simplex_agent_list_connections(simplex_agent *a, simplex_buf *out,
             n++;
         }
         rc = rc == SQLITE_DONE ? 0 : sx_store_fail(&a->st, rc, "list");
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
     }
     rc = st_fail(a, rc);
     pthread_mutex_unlock(&a->mu);
@@ -1907,7 +1937,7 @@ static int rcv_hash_exists(simplex_agent *a, int64_t conn_id,
     sx_bind_i64(st, 1, conn_id);
     sx_bind_blob(st, 2, hash, 32);
     found = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     return found;
 }
 
@@ -1954,7 +1984,7 @@ static int conf_initiator(simplex_agent *a, ag_conn *c, ag_rq *rq,
     if (sqlite3_step(st) != SQLITE_ROW ||
         sx_col_blob(st, 0, keys, sizeof keys, &n) != 0 || n != sizeof keys)
         rc = ag_fail(SIMPLEX_ERR_STORE, "the connection's keys are missing");
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     if (rc)
         return rc;
     sx_wr_init(&reply);
@@ -2164,13 +2194,13 @@ static void receipts(simplex_agent *a, const ag_conn *c, const sx_amessage *m)
         sx_bind_i64(st, 2, r->agent_msg_id);
         if (sqlite3_step(st) != SQLITE_ROW ||
             sx_col_fixed(st, 2, hash, 32) != 0) {
-            sqlite3_finalize(st);
+            sx_store_done(&a->st, st);
             continue; /* not kept (or already confirmed and removed) */
         }
         internal_id = sqlite3_column_int64(st, 0);
         type = sqlite3_column_int(st, 1);
         status = sqlite3_column_int(st, 3);
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
         if (type != MT_A_MSG) {
             prohibited(a, c, "receipt: not a msg");
             continue;
@@ -2252,10 +2282,10 @@ static void undecryptable(simplex_agent *a, ag_conn *c,
                     ag_emit(a, ev);
                 }
             }
-            sqlite3_finalize(st);
+            sx_store_done(&a->st, st);
             return;
         }
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
     }
     if (rcv_hash_exists(a, c->id, enc_hash))
         return; /* sent twice: acknowledged silently */
@@ -2469,7 +2499,7 @@ static int contact_request(simplex_agent *a, const ag_conn *c,
     sx_bind_i64(st, 2, c->id);
     if (sqlite3_bind_text(st, 3, (const char *)ae->conn_req.p,
                           (int)ae->conn_req.n, SQLITE_TRANSIENT) != SQLITE_OK) {
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
         return SIMPLEX_ERR_STORE;
     }
     sx_bind_blob(st, 4, ae->body.p ? ae->body.p : (const uint8_t *)"",
@@ -2600,6 +2630,42 @@ out:
     return rc;
 }
 
+/* The server's "queue was full" marker: everything before it has been
+ * read, so the sender may go on: A_QCONT tells it which of its queues
+ * (ours) has room again (Agent.hs queueDrained). Under a->mu. */
+static int queue_drained(simplex_agent *a, ag_conn *c, const ag_rq *rq,
+                         ag_post *post)
+{
+    ag_sq sq;
+    sx_amessage *m;
+    int rc = ag_load_sq(a, &sq, 0, c->id);
+    if (rc == SIMPLEX_ERR_NOT_FOUND)
+        return 0; /* not duplex yet: nobody to tell */
+    if (rc)
+        return rc;
+    m = sx_calloc(1, sizeof *m);
+    if (!m) {
+        sx_memzero(&sq, sizeof sq);
+        return SIMPLEX_ERR_NOMEM;
+    }
+    m->type = SX_AMSG_A_QCONT;
+    m->n = 1;
+    rc = parse_server(&m->u.qaddr[0].server, rq->server);
+    memcpy(m->u.qaddr[0].sender_id, rq->snd_id, rq->snd_id_len);
+    m->u.qaddr[0].sender_id_len = rq->snd_id_len;
+    if (rc == 0)
+        rc = tx_begin(a);
+    if (rc == 0) {
+        rc = enqueue_amsg(a, c, sq.id, MT_A_QCONT, m, NULL);
+        rc = tx_end(a, rc);
+    }
+    if (rc == 0)
+        post->kick_sq = sq.id;
+    sx_memzero(&sq, sizeof sq);
+    sx_free(m);
+    return rc;
+}
+
 /* The standard procedure's KEY, then HELLO (no lock held). */
 static void duplex_secure(simplex_agent *a, int64_t conn_id,
                           const uint8_t key[32])
@@ -2691,7 +2757,9 @@ static void process_msg(simplex_agent *a, const simplex_client_event *ev)
                     simplex_client_event_server(ev));
         return;
     }
-    if (!(simplex_client_event_flags(ev) & SIMPLEX_CLIENT_MSG_QUOTA) && body)
+    if (simplex_client_event_flags(ev) & SIMPLEX_CLIENT_MSG_QUOTA)
+        rc = queue_drained(a, &c, &rq, &post);
+    else if (body)
         rc = handle_body(a, &c, &rq, srv_copy, srv_id_len,
                          simplex_client_event_timestamp(ev), body, body_len,
                          &post);
@@ -2841,7 +2909,7 @@ int ag_subscribe(simplex_agent *a, const int64_t *only, size_t n_only)
         n++;
     }
     if (st)
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
     pthread_mutex_unlock(&a->mu);
     if (rc == 0 && n) {
         res = sx_calloc(n, sizeof *res);

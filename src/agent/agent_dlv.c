@@ -52,7 +52,7 @@ int ag_kick_all(simplex_agent *a)
         return rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         ag_kick(a, sqlite3_column_int64(st, 0));
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     return rc == SQLITE_DONE ? 0 : SIMPLEX_ERR_STORE;
 }
 
@@ -65,7 +65,7 @@ static int exec_ids(simplex_agent *a, const char *sql, int64_t x, int64_t y)
     sx_bind_i64(st, 1, x);
     sx_bind_i64(st, 2, y);
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     return rc == SQLITE_DONE ? 0 : sx_store_fail(&a->st, rc, "delivery");
 }
 
@@ -138,7 +138,7 @@ static int sent(simplex_agent *a, const ag_sq *sq, const char *ext,
             sx_bind_i64(st, 1, sq->conn_id);
             rq_active = sqlite3_step(st) == SQLITE_ROW &&
                         sqlite3_column_int(st, 0) == RQ_ACTIVE;
-            sqlite3_finalize(st);
+            sx_store_done(&a->st, st);
         }
         if (rc == 0 && rq_active) {
             rc = ag_set_conn_status(a, sq->conn_id, SIMPLEX_AGENT_CONN_READY);
@@ -235,7 +235,7 @@ static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
         } else {
             rc = SIMPLEX_ERR_NOT_FOUND;
         }
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
     }
     pthread_mutex_unlock(&a->mu);
     if (rc == 0 && !env)
@@ -275,8 +275,9 @@ static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
                                  (conf && !scs) || t == MT_INVITATION
                                      ? NULL
                                      : sq.snd_priv,
-                                 t == MT_A_RCVD ? 0
-                                                : SIMPLEX_SEND_NOTIFICATION,
+                                 t == MT_A_RCVD || t == MT_A_QCONT
+                                     ? 0
+                                     : SIMPLEX_SEND_NOTIFICATION,
                                  w.p, w.len);
         if (rc)
             ag_client_error(a, err, sizeof err);
@@ -300,13 +301,13 @@ static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
     sx_bind_i64(st, 1, sq_id);
     sx_bind_i64(st, 2, internal_id);
     if (sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
+        sx_store_done(&a->st, st);
         pthread_mutex_unlock(&a->mu);
         sx_memzero(&sq, sizeof sq);
         return DL_NEXT;
     }
     rcpt = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    sx_store_done(&a->st, st);
     if (rc == 0) {
         int src = sx_store_begin_lazy(&a->st);
         if (src == 0)

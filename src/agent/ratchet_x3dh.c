@@ -256,8 +256,10 @@ int sx_x3dh_rcv(sx_x3dh_init *out, const uint8_t k1[SX_X448_BYTES],
 
 /* ---- serialised state ----
  *
- *   'R' 'S' u16 format (1)
- *   u16 v_current, u16 v_max, short ad, raw dhrs_sk(56), raw rk(32)
+ *   'R' 'S' u16 format (2; 1 is still read)
+ *   u16 v_current, u16 v_max, short ad, raw dhrs_sk(56),
+ *   [format 2] raw dhrs_pk(56) (so loading needs no X448 operation),
+ *   raw rk(32)
  *   u8 flags: 1 snd, 2 rcv, 4 support_kem, 8 enable_kem, 16 snd_kem,
  *             32 rcv_kem, 64 kem, 128 kem accepted
  *   [snd] dhrr(56) cks(32) hks(32)   [rcv] ckr(32) hkr(32)
@@ -268,7 +270,7 @@ int sx_x3dh_rcv(sx_x3dh_init *out, const uint8_t k1[SX_X448_BYTES],
  * Later versions may append fields after the skipped keys; this reader
  * requires the input to end there.
  */
-#define SER_FORMAT 1
+#define SER_FORMAT 2
 
 int sx_ratchet_serialize(const sx_ratchet *rc, uint8_t **out, size_t *out_len)
 {
@@ -302,6 +304,7 @@ int sx_ratchet_serialize(const sx_ratchet *rc, uint8_t **out, size_t *out_len)
     sx_wr_u16(&w, c->v_max);
     sx_wr_short(&w, c->ad, sizeof c->ad);
     sx_wr_raw(&w, c->dhrs_sk, sizeof c->dhrs_sk);
+    sx_wr_raw(&w, c->dhrs_pk, sizeof c->dhrs_pk);
     sx_wr_raw(&w, c->rk, sizeof c->rk);
     sx_wr_u8(&w, flags);
     if (c->has_snd) {
@@ -373,7 +376,7 @@ int sx_ratchet_deserialize(sx_ratchet **out, const uint8_t *in, size_t n)
         return SIMPLEX_ERR_PARSE;
     if ((err = sx_rd_u16(&r, &fmt)) != 0)
         return err;
-    if (fmt != SER_FORMAT)
+    if (fmt != 1 && fmt != SER_FORMAT)
         return SIMPLEX_ERR_UNSUPPORTED;
     rc = sx_calloc(1, sizeof *rc);
     if (!rc)
@@ -386,6 +389,8 @@ int sx_ratchet_deserialize(sx_ratchet **out, const uint8_t *in, size_t n)
         err = read_short_fixed(&r, c->ad, sizeof c->ad);
     if (!err)
         err = sx_rd_copy(&r, c->dhrs_sk, sizeof c->dhrs_sk);
+    if (!err && fmt >= 2)
+        err = sx_rd_copy(&r, c->dhrs_pk, sizeof c->dhrs_pk);
     if (!err)
         err = sx_rd_copy(&r, c->rk, sizeof c->rk);
     if (!err)
@@ -460,7 +465,7 @@ int sx_ratchet_deserialize(sx_ratchet **out, const uint8_t *in, size_t n)
     }
     if (!err)
         err = sx_rd_end(&r);
-    if (!err)
+    if (!err && fmt < 2)
         err = sx_x448_public(c->dhrs_pk, c->dhrs_sk);
     if (err) {
         sx_ratchet_free(rc);

@@ -144,12 +144,46 @@ int sx_store_exec(sx_store *s, const char *sql)
 
 int sx_store_prepare(sx_store *s, sqlite3_stmt **st, const char *sql)
 {
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+    size_t i;
+    int rc, busy = 0;
+    for (i = 0; i < s->n_cache; i++) {
+        if (s->cache[i].sql != sql)
+            continue;
+        if (!s->cache[i].busy) {
+            s->cache[i].busy = 1;
+            *st = s->cache[i].st;
+            return 0;
+        }
+        busy = 1; /* in use further up the stack: a fresh one */
+    }
+    rc = sqlite3_prepare_v3(s->db, sql, -1,
+                            busy ? 0 : SQLITE_PREPARE_PERSISTENT, st, NULL);
     if (rc != SQLITE_OK) {
         *st = NULL;
         return sx_store_fail(s, rc, "prepare");
     }
+    if (!busy && s->n_cache < SX_STORE_CACHE) {
+        s->cache[s->n_cache].sql = sql;
+        s->cache[s->n_cache].st = *st;
+        s->cache[s->n_cache].busy = 1;
+        s->n_cache++;
+    }
     return 0;
+}
+
+void sx_store_done(sx_store *s, sqlite3_stmt *st)
+{
+    size_t i;
+    if (!st)
+        return;
+    for (i = 0; i < s->n_cache; i++)
+        if (s->cache[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            s->cache[i].busy = 0;
+            return;
+        }
+    sqlite3_finalize(st);
 }
 
 static int user_version(sx_store *s, int *v)
@@ -160,11 +194,11 @@ static int user_version(sx_store *s, int *v)
         return rc;
     if (sqlite3_step(st) != SQLITE_ROW) {
         rc = sx_store_fail(s, sqlite3_errcode(s->db), "user_version");
-        sqlite3_finalize(st);
+        sx_store_done(s, st);
         return rc;
     }
     *v = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    sx_store_done(s, st);
     return 0;
 }
 
@@ -182,7 +216,11 @@ int sx_store_open(sx_store *s, const char *path)
         sx_store_close(s);
         return rc;
     }
-    sqlite3_busy_timeout(s->db, 10000);
+    sqlite3_busy_timeout(s->db, 1000);
+    /* One agent owns its database: exclusive locking keeps other
+     * processes out and spares lock system calls per transaction. */
+    if ((rc = sx_store_exec(s, "PRAGMA locking_mode=EXCLUSIVE;")) != 0)
+        goto fail;
     if ((rc = sx_store_exec(s, "PRAGMA journal_mode=WAL;"
                                "PRAGMA synchronous=FULL;"
                                "PRAGMA foreign_keys=ON;")) != 0)
@@ -223,6 +261,10 @@ fail:
 
 void sx_store_close(sx_store *s)
 {
+    size_t i;
+    for (i = 0; i < s->n_cache; i++)
+        sqlite3_finalize(s->cache[i].st);
+    s->n_cache = 0;
     if (s->db)
         sqlite3_close_v2(s->db);
     s->db = NULL;

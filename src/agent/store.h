@@ -15,8 +15,19 @@
 
 #define SX_STORE_SCHEMA_VERSION 2
 
+#define SX_STORE_CACHE 128
+
+/* a prepared statement kept for reuse, keyed by its SQL text's address */
+typedef struct sx_store_stmt {
+    const char *sql;
+    sqlite3_stmt *st;
+    int busy;
+} sx_store_stmt;
+
 typedef struct sx_store {
     sqlite3 *db;
+    sx_store_stmt cache[SX_STORE_CACHE];
+    size_t n_cache;
     int in_tx;
     int full;   /* synchronous=FULL between transactions */
     int lazy;   /* the current transaction runs with synchronous=NORMAL */
@@ -44,9 +55,13 @@ void sx_store_rollback(sx_store *s);
 /* Runs SQL without results. */
 int sx_store_exec(sx_store *s, const char *sql);
 
-/* Prepares sql (cached per statement text by SQLite's own cache is not
- * available, so callers finalize); on failure records the error. */
+/* A prepared statement for sql, which must be a string that lives as
+ * long as the store (a literal): statements are kept and reused by the
+ * address of their text. Release it with sx_store_done(), never
+ * sqlite3_finalize(). On failure records the error. */
 int sx_store_prepare(sx_store *s, sqlite3_stmt **st, const char *sql);
+/* Resets and releases a statement from sx_store_prepare (NULL accepted). */
+void sx_store_done(sx_store *s, sqlite3_stmt *st);
 /* Records an SQLite failure rc in s->err and returns SIMPLEX_ERR_STORE. */
 int sx_store_fail(sx_store *s, int rc, const char *what);
 

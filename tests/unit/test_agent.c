@@ -46,6 +46,8 @@ static char g_dir[] = "/tmp/sx-agent-XXXXXX";
 
 /* peer_open flag: SQLite synchronous=NORMAL (survives process crashes) */
 #define TEST_RELAXED 0x10000u
+/* peer_open flag: retries capped at 60 s (a stalled sender shows) */
+#define TEST_SLOW_RETRY 0x20000u
 
 typedef struct peer {
     simplex_agent *a;
@@ -69,7 +71,8 @@ static void peer_open(peer *p, const char *name, const char *server,
     o.flags = flags & ~TEST_RELAXED;
     o.relaxed_durability = (flags & TEST_RELAXED) != 0;
     o.retry_initial_ms = 200;
-    o.retry_max_ms = 1000;
+    o.retry_max_ms = (flags & TEST_SLOW_RETRY) ? 60000 : 1000;
+    o.flags &= ~TEST_SLOW_RETRY;
     o.connect_timeout_ms = 3000;
     o.response_timeout_ms = 5000;
     if (simplex_agent_new(&p->a, &o) != 0) {
@@ -242,6 +245,11 @@ static void conversation(unsigned flags)
     expect_msg(&bob, "two", 1, 0);
     expect_msg(&bob, "three", 1, 0);
 
+    {
+        uint64_t used = 0;
+        assert_int_equal(simplex_agent_storage_bytes(alice.a, &used), 0);
+        assert_true(used > 0);
+    }
     /* restart Bob: the conversation goes on from the store */
     peer_close(&bob);
     send_text(&alice, "while you were away", NULL);
@@ -591,6 +599,22 @@ static void test_bad_database(void **state)
     o.db_path = path;
     assert_int_equal(simplex_agent_new(&a, &o), SIMPLEX_ERR_STORE);
     assert_int_equal(simplex_agent_new(&a, NULL), SIMPLEX_ERR_INVALID_ARG);
+    /* one agent per database: a second one is refused */
+    {
+        simplex_agent *first = NULL, *second = NULL;
+        simplex_buf m = {NULL, 0};
+        snprintf(path, sizeof path, "%s/owned.db", g_dir);
+        o.db_path = path;
+        assert_int_equal(simplex_agent_new(&first, &o), 0);
+        assert_int_equal(simplex_agent_new(&second, &o), SIMPLEX_ERR_STORE);
+        assert_null(second);
+        assert_int_equal(simplex_agent_last_error(NULL, &m), 0);
+        assert_non_null(strstr((const char *)m.data, "locked"));
+        simplex_buf_dispose(&m);
+        simplex_agent_free(first);
+        assert_int_equal(simplex_agent_new(&second, &o), 0);
+        simplex_agent_free(second);
+    }
 }
 
 /* Events through the callback, on the agent's thread, which may call the
@@ -1148,6 +1172,44 @@ static void test_pending_after_restart(void **state)
     peer_close(&carol);
 }
 
+
+/* The server's queue quota (128 messages): the sender waits, and the
+ * recipient's A_QCONT after it has read the queue resumes it at once. */
+static void test_quota(void **state)
+{
+    peer alice, bob;
+    int i, total = 140, warned = 0;
+    simplex_agent_event *e;
+    (void)state;
+    memset(&alice, 0, sizeof alice);
+    memset(&bob, 0, sizeof bob);
+    peer_open(&alice, "alice-q", g_srv.addr, TEST_SLOW_RETRY);
+    peer_open(&bob, "bob-q", g_srv.addr, 0);
+    connect_peers(&alice, &bob);
+    peer_close(&bob);
+    for (i = 0; i < total; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "q%d", i);
+        send_text(&alice, t, NULL);
+    }
+    /* the queue fills up: MWARN for the first message refused */
+    while (!warned) {
+        e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_MWARN, 20000);
+        assert_int_equal(simplex_agent_event_error(e), SIMPLEX_ERR_SERVER);
+        assert_non_null(strstr(simplex_agent_event_message(e), "QUOTA"));
+        warned = 1;
+        simplex_agent_event_free(e);
+    }
+    peer_open(&bob, "bob-q", g_srv.addr, 0);
+    for (i = 0; i < total; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "q%d", i);
+        expect_msg(&bob, t, 1, 0);
+    }
+    peer_close(&alice);
+    peer_close(&bob);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1187,6 +1249,7 @@ int main(void)
         cmocka_unit_test(test_join_pq_link),
         cmocka_unit_test(test_end),
         cmocka_unit_test(test_pending_after_restart),
+        cmocka_unit_test(test_quota),
         cmocka_unit_test(test_kill_sending),
         cmocka_unit_test(test_kill_receiving),
     };

@@ -254,9 +254,29 @@ static void check_roundtrip(const sx_ratchet *rc)
     assert_int_equal(l1, l2);
     assert_memory_equal(s1, s2, l1);
     assert_memory_equal(&back->c, &rc->c, sizeof rc->c);
+    sx_ratchet_free(back);
+    back = NULL;
+    /* format 1 (without the ratchet public key) is still read: the key
+     * is derived from the private one */
+    {
+        const size_t at = 2 + 2 + 2 + 2 + 1 + SX_RATCHET_AD_BYTES +
+                          SX_X448_BYTES;
+        uint8_t *old = malloc(l1);
+        assert_non_null(old);
+        assert_true(l1 > at + SX_X448_BYTES);
+        memcpy(old, s1, at);
+        memcpy(old + at, s1 + at + SX_X448_BYTES, l1 - at - SX_X448_BYTES);
+        old[2] = 0;
+        old[3] = 1;
+        assert_int_equal(sx_ratchet_deserialize(&back, old,
+                                                l1 - SX_X448_BYTES),
+                         0);
+        assert_memory_equal(&back->c, &rc->c, sizeof rc->c);
+        sx_ratchet_free(back);
+        free(old);
+    }
     sx_free_secret(s1, l1);
     sx_free_secret(s2, l2);
-    sx_ratchet_free(back);
 }
 
 /* ---- the vectors ---- */
