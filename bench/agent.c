@@ -21,10 +21,9 @@
  * machine); by default every commit is durable (synchronous=FULL).
  *
  * --window W (default 100): a sender waits while W of its messages have not
- * reached the other agent. The server's queue quota is 128 messages, and
- * after ERR QUOTA the agent's sender retries only after retry_max_ms (120 s
- * by default) because the recipient does not send QCONT; --window 0 shows
- * that stall.
+ * reached the other agent, staying below the server's queue quota of 128
+ * messages. --window 0 sends without waiting: the queue fills up, the
+ * sender gets ERR QUOTA and waits until the recipient's A_QCONT.
  *
  * Without --server it starts <dir of this program>/../bin/smp-test-server
  * on a free port. Timing figures are never checked; the program exits
@@ -671,8 +670,7 @@ static void *send_main(void *arg)
     return NULL;
 }
 
-/* the time anything may take without progress; without the window a
- * sender that got ERR QUOTA waits the agent's retry_max_ms (120 s) */
+/* the time anything may take without progress */
 #define STALL_S 60.0
 #define STALL_NO_WINDOW_S 200.0
 
@@ -1189,9 +1187,7 @@ int main(int argc, char **argv)
            n_msgs, MSG_BYTES, g_relaxed ? "relaxed durability" : "durable");
     if (g_window)
         printf("  (senders keep at most %zu messages in flight, below the "
-               "server's queue quota of 128: after ERR QUOTA the agent's "
-               "sender waits retry_max_ms, 120 s, as the recipient sends no "
-               "QCONT; --window 0 to see it)\n",
+               "server's queue quota of 128; --window 0 to fill it)\n",
                g_window);
     phase_one_way(&setup[0], n_msgs);
     phase_two_way(&setup[0], n_msgs);
