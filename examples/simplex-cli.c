@@ -13,8 +13,9 @@
  * routing: PRXY, then PFWD), so the tested server does not see the
  * sender's address.
  *
- *   simplex-cli --db FILE [options] create | join | allow | connections |
- *               send | listen | delete | suspend ...
+ *   simplex-cli --db FILE [options] create | join | allow | accept |
+ *               reject | address | link | connections | send | listen |
+ *               delete | suspend ...
  *
  * The agent mode: duplex connections kept in the SQLite database FILE (see
  * include/simplex/agent.h and usage_agent() below for the commands, their
@@ -69,15 +70,31 @@ static void usage_agent(FILE *f)
         "usage: simplex-cli --db FILE [--server smp://...]... "
         "[--socks5 host:port]\n"
         "                   [--json] [--no-sender-secure] [--retry-ms MS]\n"
-        "                   [--message-timeout SECONDS] [--verbose] "
-        "COMMAND ...\n"
+        "                   [--message-timeout SECONDS] "
+        "[--flush-timeout SECONDS] [--verbose] COMMAND ...\n"
         "commands:\n"
         "  create                       new connection: prints its id and "
         "the invitation link\n"
-        "  join LINK [--info TEXT]      joins an invitation link\n"
+        "  join LINK [--info TEXT]      joins an invitation link, or sends a "
+        "contact request\n"
+        "                               to a contact address link\n"
         "  allow CONN CONF_ID [--info TEXT]\n"
         "                               accepts a confirmation (CONF) seen by "
-        "listen (alias: accept)\n"
+        "listen\n"
+        "                               (also `accept CONN CONF_ID`)\n"
+        "  address create               new contact address: prints its id "
+        "and link\n"
+        "  address show [ADDR_ID]       the link of a contact address "
+        "(without ADDR_ID: the only one)\n"
+        "  address delete [ADDR_ID]     deletes a contact address "
+        "(connections made through it stay)\n"
+        "  accept REQ_ID [--info TEXT]  accepts a contact request (REQ) seen "
+        "by listen: prints\n"
+        "                               the new connection's id\n"
+        "  reject REQ_ID                rejects a contact request (the "
+        "requester is not told)\n"
+        "  link CONN                    the link of an invitation nobody "
+        "joined yet, or of an address\n"
         "  connections                  one line per connection: id and "
         "status\n"
         "  send CONN TEXT [--wait-sent] [--timeout SECONDS]\n"
@@ -89,12 +106,20 @@ static void usage_agent(FILE *f)
         "each MSG with a receipt\n"
         "                               (--no-ack: not, so the next listen "
         "gets it again);\n"
-        "                               --accept allows each CONF; exits "
-        "after N MSG, at EVENT,\n"
+        "                               --accept allows each CONF and "
+        "accepts each contact\n"
+        "                               request (REQ), with --info TEXT; "
+        "exits after N MSG, at EVENT,\n"
         "                               after SECONDS, or on SIGINT/SIGTERM\n"
         "  delete CONN                  deletes a connection\n"
         "  suspend CONN                 suspends a connection's receiving "
         "queue\n"
+        "join, allow, accept and send store what they send, then wait up "
+        "to --flush-timeout\n"
+        "(default 3 s; 0: no wait) for the server to take it; what is left "
+        "is sent by the next\n"
+        "command on the same database (run listen afterwards anyway, until "
+        "CON).\n"
         "Global options come before the command. Without --server: "
         "$SIMPLEX_SERVER,\n"
         "else the server of a running `make demo` (build/demo-server.addr).\n"
@@ -236,6 +261,7 @@ typedef struct gopts {
     unsigned flags;
     unsigned retry_ms;
     unsigned message_timeout_s;
+    unsigned flush_ms;  /* how long one-shot commands wait for sending */
     int verbose;
     char default_server[1024];
 } gopts;
@@ -564,6 +590,17 @@ static void print_event(const gopts *g, const simplex_agent_event *ev)
             sb_text_bytes(&b, body, blen);
         }
         break;
+    case SIMPLEX_AGENT_EVENT_REQ:
+        if (g->json) {
+            jstr(&b, "req_id", simplex_agent_event_conf_id(ev));
+            jbytes(&b, "info", body, blen);
+            if (simplex_agent_event_flags(ev) & SIMPLEX_AGENT_MSG_REDELIVERED)
+                jbool(&b, "redelivered", 1);
+        } else {
+            sb_printf(&b, " %s ", simplex_agent_event_conf_id(ev));
+            sb_text_bytes(&b, body, blen);
+        }
+        break;
     case SIMPLEX_AGENT_EVENT_INFO:
         if (g->json) {
             jbytes(&b, "info", body, blen);
@@ -847,6 +884,19 @@ static int parse_info(const gopts *g, int argc, char **argv,
     return EXIT_OK;
 }
 
+/* Before a one-shot command exits: give the delivery threads up to
+ * --flush-timeout to hand what was stored to the server. What remains
+ * stays stored (the next command on this database sends it). */
+static void flush_before_exit(const gopts *g, simplex_agent *a)
+{
+    if (!g->flush_ms)
+        return;
+    if (simplex_agent_flush(a, (int)g->flush_ms) == SIMPLEX_ERR_TIMEOUT &&
+        !g->json)
+        fprintf(stderr, "simplex-cli: not sent yet (stored; the next "
+                        "command on this database sends it)\n");
+}
+
 static int cmd_join(const gopts *g, int argc, char **argv)
 {
     simplex_agent *a = NULL;
@@ -863,8 +913,10 @@ static int cmd_join(const gopts *g, int argc, char **argv)
                                        (const uint8_t *)info, strlen(info));
     if (rc)
         rc = report_error(g, a, "join", rc);
-    else
+    else {
         emit_simple(g, "joined", conn);
+        flush_before_exit(g, a);
+    }
     simplex_agent_free(a);
     return rc;
 }
@@ -884,8 +936,238 @@ static int cmd_allow(const gopts *g, int argc, char **argv)
                                         (const uint8_t *)info, strlen(info));
     if (rc)
         rc = report_error(g, a, "allow", rc);
-    else
+    else {
         emit_simple(g, "allowed", argv[0]);
+        flush_before_exit(g, a);
+    }
+    simplex_agent_free(a);
+    return rc;
+}
+
+/* Prints {"event":"accepted","conn":NEW,"req_id":R} or
+ * "accepted NEW R". */
+static void emit_accepted(const gopts *g, const char *conn, const char *req)
+{
+    sbuf b = {NULL, 0, 0};
+    if (g->json) {
+        jopen(&b);
+        jstr(&b, "event", "accepted");
+        jstr(&b, "conn", conn);
+        jstr(&b, "req_id", req);
+    } else {
+        sb_printf(&b, "accepted %s %s", conn, req);
+    }
+    emit(&b, g->json);
+}
+
+/* accept REQ_ID [--info TEXT]: a contact request (REQ). */
+static int cmd_accept_contact(const gopts *g, int argc, char **argv)
+{
+    simplex_agent *a = NULL;
+    char conn[SIMPLEX_AGENT_ID_MAX];
+    const char *info = "simplex-cli";
+    int rc;
+    if (argc < 1)
+        return report_other(g, EXIT_USAGE, "accept REQ_ID [--info TEXT]");
+    if ((rc = parse_info(g, argc - 1, argv + 1, &info)) != 0)
+        return rc;
+    if ((rc = open_agent(g, &a, 0)) != 0)
+        return rc;
+    rc = simplex_agent_accept_contact(a, conn, argv[0], (const uint8_t *)info,
+                                      strlen(info));
+    if (rc)
+        rc = report_error(g, a, "accept", rc);
+    else {
+        emit_accepted(g, conn, argv[0]);
+        flush_before_exit(g, a);
+    }
+    simplex_agent_free(a);
+    return rc;
+}
+
+/* accept takes a contact request (REQ_ID) or, as before, a confirmation
+ * (CONN CONF_ID, the same as allow): told apart by the number of
+ * arguments before the options. */
+static int cmd_accept(const gopts *g, int argc, char **argv)
+{
+    int npos = 0;
+    while (npos < argc && strcmp(argv[npos], "--info") != 0)
+        npos++;
+    if (npos == 1)
+        return cmd_accept_contact(g, argc, argv);
+    if (npos == 2)
+        return cmd_allow(g, argc, argv);
+    return report_other(g, EXIT_USAGE,
+                        "accept REQ_ID [--info TEXT] (a contact request) or "
+                        "accept CONN CONF_ID [--info TEXT] (a confirmation)");
+}
+
+static int cmd_reject(const gopts *g, int argc, char **argv)
+{
+    simplex_agent *a = NULL;
+    sbuf b = {NULL, 0, 0};
+    int rc;
+    if (argc != 1)
+        return report_other(g, EXIT_USAGE, "reject REQ_ID");
+    if ((rc = open_agent(g, &a, 0)) != 0)
+        return rc;
+    rc = simplex_agent_reject_contact(a, argv[0]);
+    if (rc) {
+        rc = report_error(g, a, "reject", rc);
+    } else {
+        if (g->json) {
+            jopen(&b);
+            jstr(&b, "event", "rejected");
+            jstr(&b, "req_id", argv[0]);
+        } else {
+            sb_printf(&b, "rejected %s", argv[0]);
+        }
+        emit(&b, g->json);
+    }
+    simplex_agent_free(a);
+    return rc;
+}
+
+/* Prints {"event":event,"conn":conn,"link":link}; in text: the id line
+ * (when with_id) and the link line. */
+static void emit_link(const gopts *g, const char *event, const char *conn,
+                      const simplex_buf *link, int with_id)
+{
+    const char *l = link->data ? (const char *)link->data : "";
+    sbuf b = {NULL, 0, 0};
+    if (g->json) {
+        jopen(&b);
+        jstr(&b, "event", event);
+        jstr(&b, "conn", conn);
+        jstr(&b, "link", l);
+    } else if (with_id) {
+        sb_printf(&b, "%s\n%s", conn, l);
+    } else {
+        sb_puts(&b, l);
+    }
+    emit(&b, g->json);
+}
+
+/* link CONN: the link of an invitation not yet joined (or an address). */
+static int cmd_link(const gopts *g, int argc, char **argv)
+{
+    simplex_agent *a = NULL;
+    simplex_buf link = {NULL, 0};
+    int rc;
+    if (argc != 1)
+        return report_other(g, EXIT_USAGE, "link CONN");
+    if ((rc = open_agent(g, &a, 0)) != 0)
+        return rc;
+    rc = simplex_agent_get_link(a, argv[0], &link);
+    if (rc)
+        rc = report_error(g, a, "link", rc);
+    else
+        emit_link(g, "link", argv[0], &link, 0);
+    simplex_buf_dispose(&link);
+    simplex_agent_free(a);
+    return rc;
+}
+
+/* The contact address to use: given (it must be one), else the only one
+ * stored. Its id into out; EXIT_OK or the exit status (reported). */
+static int pick_address(const gopts *g, simplex_agent *a, const char *given,
+                        char out[SIMPLEX_AGENT_ID_MAX])
+{
+    simplex_buf list = {NULL, 0};
+    simplex_agent_conn_status st;
+    size_t found = 0;
+    char *p;
+    int rc;
+    if (given) {
+        rc = simplex_agent_connection_status(a, given, &st);
+        if (rc)
+            return report_error(g, a, "address", rc);
+        if (st != SIMPLEX_AGENT_CONN_CONTACT)
+            return report_other(g, EXIT_USAGE,
+                                "%s is not a contact address (status %s)",
+                                given, simplex_agent_conn_status_name(st));
+        if (strlen(given) >= SIMPLEX_AGENT_ID_MAX)
+            return report_other(g, EXIT_USAGE, "id too long");
+        strcpy(out, given);
+        return EXIT_OK;
+    }
+    rc = simplex_agent_list_connections(a, &list, NULL);
+    if (rc)
+        return report_error(g, a, "connections", rc);
+    p = list.data ? (char *)list.data : NULL;
+    while (p && *p) {
+        char *nl = strchr(p, '\n');
+        if (nl)
+            *nl = 0;
+        if (*p) {
+            rc = simplex_agent_connection_status(a, p, &st);
+            if (rc) {
+                simplex_buf_dispose(&list);
+                return report_error(g, a, "status", rc);
+            }
+            if (st == SIMPLEX_AGENT_CONN_CONTACT &&
+                strlen(p) < SIMPLEX_AGENT_ID_MAX && found++ == 0)
+                strcpy(out, p);
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    simplex_buf_dispose(&list);
+    if (found == 0)
+        return report_other(g, EXIT_USAGE,
+                            "no contact address (address create makes one)");
+    if (found > 1)
+        return report_other(g, EXIT_USAGE,
+                            "%zu contact addresses: give ADDR_ID (see "
+                            "connections)",
+                            found);
+    return EXIT_OK;
+}
+
+/* address create | show [ADDR] | delete [ADDR] */
+static int cmd_address(const gopts *g, int argc, char **argv)
+{
+    simplex_agent *a = NULL;
+    char conn[SIMPLEX_AGENT_ID_MAX];
+    simplex_buf link = {NULL, 0};
+    const char *sub = argc > 0 ? argv[0] : "";
+    int rc;
+    if (strcmp(sub, "create") == 0) {
+        if (argc != 1)
+            return report_other(g, EXIT_USAGE,
+                                "address create takes no arguments");
+    } else if (strcmp(sub, "show") == 0 || strcmp(sub, "delete") == 0) {
+        if (argc > 2)
+            return report_other(g, EXIT_USAGE, "address %s [ADDR_ID]", sub);
+    } else {
+        return report_other(g, EXIT_USAGE,
+                            "address create | show [ADDR_ID] | delete "
+                            "[ADDR_ID]");
+    }
+    if ((rc = open_agent(g, &a, 0)) != 0)
+        return rc;
+    if (strcmp(sub, "create") == 0) {
+        rc = simplex_agent_create_address(a, conn, &link);
+        if (rc)
+            rc = report_error(g, a, "address create", rc);
+        else
+            emit_link(g, "address", conn, &link, 1);
+    } else if ((rc = pick_address(g, a, argc > 1 ? argv[1] : NULL, conn)) !=
+               EXIT_OK) {
+        /* reported */
+    } else if (strcmp(sub, "show") == 0) {
+        rc = simplex_agent_get_link(a, conn, &link);
+        if (rc)
+            rc = report_error(g, a, "address show", rc);
+        else
+            emit_link(g, "address", conn, &link, 0);
+    } else {
+        rc = simplex_agent_delete_connection(a, conn);
+        if (rc)
+            rc = report_error(g, a, "address delete", rc);
+        else
+            emit_simple(g, "deleted", conn);
+    }
+    simplex_buf_dispose(&link);
     simplex_agent_free(a);
     return rc;
 }
@@ -1047,6 +1329,8 @@ static int cmd_send(const gopts *g, int argc, char **argv)
             print_event(g, ev);
         simplex_agent_event_free(ev);
     }
+    if (!wait_sent)
+        flush_before_exit(g, a);
     simplex_agent_free(a);
     return g_out_failed && rc == EXIT_OK ? EXIT_FAILED : rc;
 }
@@ -1154,6 +1438,18 @@ static int cmd_listen(const gopts *g, int argc, char **argv)
                 break;
             }
             emit_simple(g, "allowed", conn);
+        } else if (t == SIMPLEX_AGENT_EVENT_REQ && accept) {
+            char conn[SIMPLEX_AGENT_ID_MAX];
+            const char *req = simplex_agent_event_conf_id(ev);
+            r = simplex_agent_accept_contact(a, conn, req,
+                                             (const uint8_t *)info,
+                                             strlen(info));
+            if (r) {
+                rc = report_error(g, a, "accept", r);
+                simplex_agent_event_free(ev);
+                break;
+            }
+            emit_accepted(g, conn, req);
         }
         if (until && name && strcmp(until, name) == 0) {
             simplex_agent_event_free(ev);
@@ -1188,7 +1484,7 @@ static int cmd_delete_suspend(const gopts *g, int argc, char **argv,
 
 static int agent_main(int argc, char **argv)
 {
-    static gopts g;
+    static gopts g = {.flush_ms = 3000};
     char **rest;
     int nrest, i, rc;
     unsigned long v;
@@ -1224,6 +1520,10 @@ static int agent_main(int argc, char **argv)
                    parse_uint(argv[i + 1], 3600000ul, &v) == 0 && v > 0) {
             g.retry_ms = (unsigned)v;
             i++;
+        } else if (strcmp(s, "--flush-timeout") == 0 && i + 1 < argc &&
+                   parse_uint(argv[i + 1], 86400ul, &v) == 0) {
+            g.flush_ms = (unsigned)v * 1000u;
+            i++;
         } else if (strcmp(s, "--message-timeout") == 0 && i + 1 < argc &&
                    parse_uint(argv[i + 1], 86400ul * 365, &v) == 0 &&
                    v > 0) {
@@ -1238,14 +1538,10 @@ static int agent_main(int argc, char **argv)
     if (nrest == 0)
         return report_other(&g, EXIT_USAGE, "no command given");
     cmd = rest[0];
-    if (strcmp(cmd, "address") == 0 || strcmp(cmd, "contact") == 0 ||
-        strcmp(cmd, "requests") == 0)
-        return report_other(&g, EXIT_USAGE,
-                            "%s: contact addresses and requests are not "
-                            "implemented yet",
-                            cmd);
     if (strcmp(cmd, "create") != 0 && strcmp(cmd, "join") != 0 &&
         strcmp(cmd, "allow") != 0 && strcmp(cmd, "accept") != 0 &&
+        strcmp(cmd, "reject") != 0 && strcmp(cmd, "address") != 0 &&
+        strcmp(cmd, "link") != 0 &&
         strcmp(cmd, "connections") != 0 && strcmp(cmd, "send") != 0 &&
         strcmp(cmd, "listen") != 0 && strcmp(cmd, "delete") != 0 &&
         strcmp(cmd, "suspend") != 0)
@@ -1257,7 +1553,9 @@ static int agent_main(int argc, char **argv)
         const char *d = default_server(&g);
         if (d)
             g.servers[g.n_servers++] = d;
-        else if (strcmp(cmd, "create") == 0 || strcmp(cmd, "join") == 0)
+        else if (strcmp(cmd, "create") == 0 || strcmp(cmd, "join") == 0 ||
+                 (strcmp(cmd, "address") == 0 && nrest > 1 &&
+                  strcmp(rest[1], "create") == 0))
             return report_other(&g, EXIT_USAGE,
                                 "no SMP server: pass --server smp://... "
                                 "(or set SIMPLEX_SERVER, or start `make "
@@ -1277,8 +1575,16 @@ static int agent_main(int argc, char **argv)
         rc = cmd_create(&g, nrest - 1, rest + 1);
     else if (strcmp(cmd, "join") == 0)
         rc = cmd_join(&g, nrest - 1, rest + 1);
-    else if (strcmp(cmd, "allow") == 0 || strcmp(cmd, "accept") == 0)
+    else if (strcmp(cmd, "allow") == 0)
         rc = cmd_allow(&g, nrest - 1, rest + 1);
+    else if (strcmp(cmd, "accept") == 0)
+        rc = cmd_accept(&g, nrest - 1, rest + 1);
+    else if (strcmp(cmd, "reject") == 0)
+        rc = cmd_reject(&g, nrest - 1, rest + 1);
+    else if (strcmp(cmd, "address") == 0)
+        rc = cmd_address(&g, nrest - 1, rest + 1);
+    else if (strcmp(cmd, "link") == 0)
+        rc = cmd_link(&g, nrest - 1, rest + 1);
     else if (strcmp(cmd, "connections") == 0)
         rc = cmd_connections(&g, nrest - 1, rest + 1);
     else if (strcmp(cmd, "send") == 0)

@@ -271,8 +271,9 @@ simplex_agent_create_connection(simplex_agent *a,
 
 /*
  * Joins an invitation link (simplex: or https:// form): creates this
- * side's queue, secures the peer's queue when it allows that and sends
- * the confirmation with info (shown to the peer in CONF). The connection
+ * side's queue, secures the peer's queue when it allows that and stores
+ * the confirmation with info (shown to the peer in CONF), which is then
+ * sent in the background (simplex_agent_flush() waits for it). The connection
  * then waits for INFO and CON.
  * With a contact address link it sends a contact request instead
  * (carrying info and a new invitation of this side): the connection then
@@ -337,6 +338,17 @@ simplex_agent_accept_contact(simplex_agent *a,
 /* Forgets contact request req_id (the requester is not told). */
 SIMPLEX_API SIMPLEX_WARN_UNUSED int
 simplex_agent_reject_contact(simplex_agent *a, const char *req_id);
+
+/*
+ * Waits until every stored message, confirmation and receipt has been
+ * accepted by its server (or dropped with MERR/ERR), for at most
+ * timeout_ms (-1: no limit). SIMPLEX_ERR_TIMEOUT when some remain (they
+ * stay stored and are sent later, also by the next agent on this
+ * database). For short-lived programs that should not exit before
+ * join/allow/send have reached the network.
+ */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_agent_flush(simplex_agent *a, int timeout_ms);
 
 /* Subscribes every stored connection's queues (done by simplex_agent_new
  * unless SIMPLEX_AGENT_NO_SUBSCRIBE). Failures per server arrive as ERR

@@ -433,10 +433,13 @@ static void test_server_restart(void **state)
     peer_open(&bob, "bob-sr", srv.addr, 0);
     simplex_agent_event_free(wait_ev(&alice, SIMPLEX_AGENT_EVENT_MWARN,
                                      10000));
+    assert_int_equal(simplex_agent_flush(alice.a, 200), SIMPLEX_ERR_TIMEOUT);
     sleep_ms(300);
     assert_int_equal(tsrv_start(&srv, port, dir, log, NULL), 0);
     expect_msg(&bob, "during", 1, 0);
     expect_msg(&alice, "reply during", 1, 0);
+    assert_int_equal(simplex_agent_flush(alice.a, 10000), 0);
+    assert_int_equal(simplex_agent_flush(bob.a, 10000), 0);
     peer_close(&alice);
     peer_close(&bob);
     assert_int_equal(tsrv_stop(&srv), 0);

@@ -566,6 +566,17 @@ static const jobj *proc_error(const proc *p)
     return NULL;
 }
 
+/* The code of p's error report (which must be there). */
+static long long err_code(const proc *p)
+{
+    const jobj *e = proc_error(p);
+    if (!e) {
+        proc_dump(p);
+        fail_msg("simplex-cli %s: no error report", p->what);
+    }
+    return jnum(e, "code");
+}
+
 /* ---- agents ---- */
 
 typedef struct agent {
@@ -975,15 +986,25 @@ static void test_usage(void **state)
         assert_non_null(e);
         assert_non_null(strstr(jstr_req(e, "message"), "--db"));
     }
-    {
-        const char *argv[] = {g_cli, "--json", "--db", db, "address",
-                              "create", NULL};
-        proc *p = spawn(argv, NULL, "usage");
-        const jobj *e;
-        assert_int_equal(proc_wait(p, T_STEP), 2);
-        e = proc_error(p);
-        assert_non_null(e);
-        assert_non_null(strstr(jstr_req(e, "message"), "not implemented"));
+    {   /* address needs a subcommand; accept and reject an id */
+        static const char *const bad[][4] = {
+            {"address", NULL, NULL, NULL},    {"address", "frob", NULL, NULL},
+            {"address", "create", "x", NULL}, {"address", "show", "a", "b"},
+            {"accept", NULL, NULL, NULL},     {"accept", "a", "b", "c"},
+            {"accept", "--info", "x", NULL},  {"reject", NULL, NULL, NULL},
+            {"reject", "a", "b", NULL},       {"link", NULL, NULL, NULL}};
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            const char *argv[] = {g_cli,     "--json",  "--db",    db,
+                                  bad[k][0], bad[k][1], bad[k][2], bad[k][3],
+                                  NULL};
+            proc *p = spawn(argv, NULL, "usage");
+            if (proc_wait(p, T_STEP) != 2) {
+                proc_dump(p);
+                fail_msg("simplex-cli %s: exit %d, expected 2", p->what,
+                         p->status);
+            }
+            assert_non_null(proc_error(p));
+        }
     }
     {
         const char *argv[] = {g_cli, "--json", "--db", db, "frobnicate",
@@ -1619,6 +1640,278 @@ static void test_listen_exit(void **state)
     g_ok = 1;
 }
 
+/* address create: the contact link, shown again by address show. */
+static void cli_address(const agent *a, char *addr, char *link,
+                        size_t link_cap)
+{
+    proc *p = cli_ok(a, "address", "create", NULL);
+    jobj *o = proc_expect(p, "address", NULL, 0);
+    const char *c = jstr_req(o, "conn"), *l = jstr_req(o, "link");
+    assert_true(strlen(c) > 0 && strlen(c) < 32);
+    assert_true(strncmp(l, "simplex:/contact#/?", 19) == 0);
+    assert_true(strlen(l) < link_cap);
+    strcpy(addr, c);
+    strcpy(link, l);
+    assert_string_equal(conn_status(a, addr), "contact");
+    /* without an id: the only address; with its id: the same */
+    p = cli_ok(a, "address", "show", NULL);
+    o = proc_expect(p, "address", addr, 0);
+    assert_string_equal(jstr_req(o, "link"), link);
+    p = cli_ok(a, "address", "show", addr, NULL);
+    o = proc_expect(p, "address", addr, 0);
+    assert_string_equal(jstr_req(o, "link"), link);
+}
+
+/* Waits in l for CON on conn, looking at everything printed so far. */
+static void expect_con(proc *l, const char *conn)
+{
+    double deadline = now_ms() + T_STEP;
+    while (proc_count(l, "CON", conn) == 0) {
+        if (now_ms() > deadline || l->eof) {
+            proc_dump(l);
+            fail_msg("no CON on %s", conn);
+        }
+        proc_pump(l, 100);
+    }
+}
+
+/* A contact address: Bob's request accepted by Alice's listen --accept,
+ * Carol's rejected, Dave's accepted by the accept command; the address
+ * deleted while the connections made through it keep working. */
+static void test_address(void **state)
+{
+    agent a, b, c, d;
+    char addr[32], link[4096], ab[32], ba[32], ca[32], ad[32], da[32];
+    char req[64];
+    static const char *const to_b[] = {"hello via address", "second"};
+    static const char *const to_a[] = {"hi alice"};
+    static const char *const to_d[] = {"to dave"};
+    static const char *const after_a[] = {"after delete, to alice"};
+    static const char *const after_b[] = {"after delete, to bob"};
+    proc *la, *lb, *lc, *p;
+    jobj *o;
+    (void)state;
+
+    server_up(0, 0, 0);
+    agent_init(&a, "alice", &g_srv[0]);
+    agent_init(&b, "bob", &g_srv[0]);
+    agent_init(&c, "carol", &g_srv[0]);
+    agent_init(&d, "dave", &g_srv[0]);
+    cli_address(&a, addr, link, sizeof link);
+
+    /* Bob: a contact request; Alice's listen --accept accepts it */
+    cli_join(&b, link, "bob", ba, sizeof ba);
+    /* the requester's connection waits for the accepter to join its
+     * invitation (status new) */
+    assert_string_equal(conn_status(&b, ba), "new");
+    /* join stores the request and returns, maybe before it was sent: the
+     * requester's listen sends it (and allows Alice's confirmation) */
+    lb = listen_bg(&b, 1, "bob again");
+    la = listen_bg(&a, 1, "alice");
+    o = proc_expect(la, "REQ", addr, T_STEP);
+    assert_string_equal(jstr_req(o, "info"), "bob");
+    assert_true(strlen(jstr_req(o, "req_id")) > 0 &&
+                strlen(jstr_req(o, "req_id")) < sizeof req);
+    strcpy(req, jstr_req(o, "req_id"));
+    o = proc_expect(la, "accepted", NULL, T_STEP);
+    assert_string_equal(jstr_req(o, "req_id"), req);
+    assert_true(strlen(jstr_req(o, "conn")) < sizeof ab);
+    strcpy(ab, jstr_req(o, "conn"));
+    assert_string_not_equal(ab, addr);
+    /* Bob's listen --accept allows Alice's confirmation */
+    o = proc_expect(lb, "CONF", ba, T_STEP);
+    assert_string_equal(jstr_req(o, "info"), "alice");
+    proc_expect(lb, "allowed", ba, T_STEP);
+    proc_expect(lb, "CON", ba, T_STEP);
+    expect_con(la, ab);
+    proc_stop(la);
+    proc_stop(lb);
+    assert_int_equal(proc_count(la, "REQ", NULL), 1);
+    assert_int_equal(proc_count(la, "accepted", NULL), 1);
+    assert_int_equal(proc_count(lb, "CONF", NULL), 1);
+    assert_string_equal(conn_status(&a, ab), "ready");
+    assert_string_equal(conn_status(&b, ba), "ready");
+    assert_string_equal(conn_status(&a, addr), "contact");
+    /* the address keeps its link */
+    p = cli_ok(&a, "address", "show", NULL);
+    assert_string_equal(jstr_req(proc_expect(p, "address", addr, 0), "link"),
+                        link);
+    /* messages both ways */
+    cli_send(&a, ab, to_b[0]);
+    cli_send(&a, ab, to_b[1]);
+    receive_exactly(&b, ba, to_b, 2);
+    cli_send(&b, ba, to_a[0]);
+    receive_exactly(&a, ab, to_a, 1);
+
+    /* Carol: rejected */
+    cli_join(&c, link, "carol", ca, sizeof ca);
+    lc = listen_bg(&c, 1, "carol");
+    p = cli_run(&a, "listen", "--until", "REQ", "--timeout", "15", NULL);
+    assert_int_equal(p->status, 0);
+    o = proc_expect(p, "REQ", addr, 0);
+    assert_string_equal(jstr_req(o, "info"), "carol");
+    assert_true(strlen(jstr_req(o, "req_id")) < sizeof req);
+    strcpy(req, jstr_req(o, "req_id"));
+    p = cli_ok(&a, "reject", req, NULL);
+    o = proc_expect(p, "rejected", NULL, 0);
+    assert_string_equal(jstr_req(o, "req_id"), req);
+    p = cli_run(&a, "reject", req, NULL); /* gone */
+    assert_int_equal(p->status, 1);
+    assert_int_equal(err_code(p), -29);
+    p = cli_run(&a, "accept", req, NULL);
+    assert_int_equal(p->status, 1);
+    assert_int_equal(err_code(p), -29);
+    p = cli_run(&a, "listen", "--accept", "--timeout", "3", NULL);
+    assert_int_equal(p->status, 0);
+    proc_stop(lc);
+    if (proc_count(p, "REQ", NULL) != 0 ||
+        proc_count(p, "accepted", NULL) != 0 ||
+        proc_count(p, "CON", NULL) != 0) {
+        proc_dump(p);
+        fail_msg("alice: the rejected request came back");
+    }
+    if (proc_count(lc, "CONF", NULL) != 0 || proc_count(lc, "CON", NULL)) {
+        proc_dump(lc);
+        fail_msg("carol was connected after the rejection");
+    }
+    assert_string_equal(conn_status(&c, ca), "new");
+
+    /* errors: an unknown request id */
+    p = cli_run(&a, "accept", "nosuchrequest", "--info", "x", NULL);
+    assert_int_equal(p->status, 1);
+    assert_int_equal(err_code(p), -29); /* SIMPLEX_ERR_NOT_FOUND */
+    assert_string_equal(jstr_req(proc_error(p), "op"), "accept");
+
+    /* Dave: REQ seen by a listen without --accept, then `accept REQ_ID` */
+    cli_join(&d, link, "dave", da, sizeof da);
+    lb = listen_bg(&d, 1, "dave");
+    p = cli_run(&a, "listen", "--until", "REQ", "--timeout", "15", NULL);
+    assert_int_equal(p->status, 0);
+    o = proc_expect(p, "REQ", addr, 0);
+    assert_string_equal(jstr_req(o, "info"), "dave");
+    strcpy(req, jstr_req(o, "req_id"));
+    assert_int_equal(proc_count(p, "accepted", NULL), 0);
+    p = cli_ok(&a, "accept", req, "--info", "alice for dave", NULL);
+    o = proc_expect(p, "accepted", NULL, 0);
+    assert_string_equal(jstr_req(o, "req_id"), req);
+    strcpy(ad, jstr_req(o, "conn"));
+    assert_string_not_equal(ad, ab);
+    la = listen_bg(&a, 0, NULL);
+    o = proc_expect(lb, "CONF", da, T_STEP);
+    assert_string_equal(jstr_req(o, "info"), "alice for dave");
+    proc_expect(lb, "CON", da, T_STEP);
+    expect_con(la, ad);
+    proc_stop(la);
+    proc_stop(lb);
+    cli_send(&a, ad, to_d[0]);
+    receive_exactly(&d, da, to_d, 1);
+
+    /* address delete: gone, the connections stay */
+    p = cli_ok(&a, "address", "delete", NULL);
+    proc_expect(p, "deleted", addr, 0);
+    assert_null(conn_status(&a, addr));
+    p = cli_run(&a, "address", "show", NULL);
+    assert_int_equal(p->status, 2);
+    p = cli_run(&a, "address", "delete", addr, NULL);
+    assert_int_equal(p->status, 1);
+    assert_int_equal(err_code(p), -29);
+    assert_string_equal(conn_status(&a, ab), "ready");
+    cli_send(&b, ba, after_a[0]);
+    receive_exactly(&a, ab, after_a, 1);
+    cli_send(&a, ab, after_b[0]);
+    receive_exactly(&b, ba, after_b, 1);
+    /* a new join of the deleted address's link fails or is never
+     * answered: nothing reaches Alice */
+    {
+        agent e;
+        agent_init(&e, "eve", &g_srv[0]);
+        proc *le = NULL;
+        p = cli_run(&e, "join", link, "--info", "eve", NULL);
+        if (p->status == 0)
+            le = listen_bg(&e, 1, "eve");
+        p = cli_run(&a, "listen", "--timeout", "3", NULL);
+        assert_int_equal(p->status, 0);
+        assert_int_equal(proc_count(p, "REQ", NULL), 0);
+        if (le)
+            proc_stop(le);
+    }
+    g_ok = 1;
+}
+
+/* link CONN: an invitation's link until it is joined; address show and
+ * delete with two addresses need the id. */
+static void test_link(void **state)
+{
+    agent a, b;
+    char conn[32], link[4096], addr1[32], addr2[32], l1[4096], l2[4096];
+    proc *p;
+    jobj *o;
+    (void)state;
+
+    server_up(0, 0, 0);
+    agent_init(&a, "alice", &g_srv[0]);
+    agent_init(&b, "bob", &g_srv[0]);
+    cli_create(&a, conn, sizeof conn, link, sizeof link);
+    p = cli_ok(&a, "link", conn, NULL);
+    o = proc_expect(p, "link", conn, 0);
+    assert_string_equal(jstr_req(o, "link"), link);
+    {   /* text mode: the link alone */
+        const char *argv[] = {g_cli, "--db", a.db, "link", conn, NULL};
+        p = spawn(argv, NULL, "alice");
+        p->raw = 1;
+        assert_int_equal(proc_wait(p, T_STEP), 0);
+        assert_int_equal(p->nlines, 1);
+        assert_string_equal(p->lines[0]->raw, link);
+    }
+    p = cli_run(&a, "link", "nosuchconn", NULL);
+    assert_int_equal(p->status, 1);
+    assert_int_equal(err_code(p), -29);
+
+    /* two addresses: show and delete need the id */
+    cli_address(&a, addr1, l1, sizeof l1);
+    p = cli_ok(&a, "address", "create", NULL);
+    o = proc_expect(p, "address", NULL, 0);
+    strcpy(addr2, jstr_req(o, "conn"));
+    strcpy(l2, jstr_req(o, "link"));
+    assert_string_not_equal(l1, l2);
+    p = cli_run(&a, "address", "show", NULL);
+    assert_int_equal(p->status, 2);
+    p = cli_run(&a, "address", "delete", NULL);
+    assert_int_equal(p->status, 2);
+    p = cli_ok(&a, "address", "show", addr2, NULL);
+    assert_string_equal(jstr_req(proc_expect(p, "address", addr2, 0), "link"),
+                        l2);
+    p = cli_ok(&a, "link", addr1, NULL);
+    assert_string_equal(jstr_req(proc_expect(p, "link", addr1, 0), "link"),
+                        l1);
+    /* not an address */
+    p = cli_run(&a, "address", "delete", conn, NULL);
+    assert_int_equal(p->status, 2);
+    p = cli_ok(&a, "address", "delete", addr1, NULL);
+    proc_expect(p, "deleted", addr1, 0);
+    p = cli_ok(&a, "address", "show", NULL); /* the only one left */
+    assert_string_equal(jstr_req(proc_expect(p, "address", addr2, 0), "link"),
+                        l2);
+
+    /* once joined, the invitation has no link to share */
+    {
+        char cb[32];
+        proc *la;
+        proc *lb;
+        cli_join(&b, link, "bob", cb, sizeof cb);
+        lb = listen_bg(&b, 0, NULL); /* sends the confirmation if join
+                                         did not yet */
+        la = listen_bg(&a, 0, NULL);
+        proc_expect(la, "CONF", conn, T_STEP);
+        proc_stop(la);
+        proc_stop(lb);
+        p = cli_run(&a, "link", conn, NULL);
+        assert_int_equal(p->status, 1);
+        assert_int_equal(err_code(p), -30); /* STATE */
+    }
+    g_ok = 1;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1636,6 +1929,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_suspend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listen_exit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_link, setup, teardown),
     };
     signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
