@@ -227,10 +227,7 @@ static void do_del(srv_conn *c, srv_queue *q, const item *it, srv_resps *r)
     if (q->has_ntf && nsub && nsub != c && !nsub->closing)
         sc_send_one(nsub, sc_bytes(q->nid, SRV_ID_BYTES), &m);
     /* GET-mode subscriptions of other connections point at q too */
-    for (srv_conn *o = g_conns; o; o = o->next) {
-        sc_sub_remove(o, q);
-        sc_ntf_sub_remove(o, q);
-    }
+    sc_q_unsubscribe_all(q);
     srv_q_delete(q);
     sc_resp_simple(r, c, corr, ent, SX_SMP_MSG_OK);
 }
@@ -289,19 +286,7 @@ static void do_nsub(srv_conn *c, srv_queue *q, const item *it, out *o)
 {
     srv_resps *r = &o->resps;
     srv_conn *prev = q->ntf_subscriber;
-    int has = 0;
-    for (size_t i = 0; i < c->n_ntf_subs; i++)
-        has |= c->ntf_subs[i] == q;
-    if (!has) {
-        if (c->n_ntf_subs == c->cap_ntf_subs) {
-            c->cap_ntf_subs = c->cap_ntf_subs ? c->cap_ntf_subs * 2 : 8;
-            c->ntf_subs = realloc(c->ntf_subs,
-                                  c->cap_ntf_subs * sizeof *c->ntf_subs);
-            if (!c->ntf_subs)
-                abort();
-        }
-        c->ntf_subs[c->n_ntf_subs++] = q;
-    }
+    sc_ntf_sub_add(c, q);
     q->ntf_subscriber = c;
     if (prev && prev != c && !prev->closing) {
         sx_smp_msg m;

@@ -53,7 +53,11 @@ void sc_send_one(srv_conn *c, sx_smp_bytes ent, const sx_smp_msg *m);
 srv_sub *sc_sub_find(srv_conn *c, const srv_queue *q);
 srv_sub *sc_sub_add(srv_conn *c, srv_queue *q, int prohibit);
 void sc_sub_remove(srv_conn *c, const srv_queue *q);
+/* NSUB bookkeeping (the connection's ntfSubscriptions) */
+void sc_ntf_sub_add(srv_conn *c, srv_queue *q);
 void sc_ntf_sub_remove(srv_conn *c, const srv_queue *q);
+/* drops every connection's subscriptions (both kinds) to q (DEL) */
+void sc_q_unsubscribe_all(srv_queue *q);
 void sc_set_subscriber(srv_queue *q, srv_conn *c);
 int sc_make_msg(sx_smp_msg *m, uint8_t *enc, const srv_queue *q,
                 const srv_msg *msg);

@@ -100,64 +100,160 @@ sx_smp_bytes sc_bytes(const uint8_t *p, size_t n)
     return b;
 }
 
-/* ---- subscriptions ---- */
+/* ---- subscriptions ----
+ * Each connection has one chained hash table per kind (SUB/GET and NSUB),
+ * keyed by the queue's creation seq (unique while the queue lives), in
+ * store.c's style: a power-of-two bucket array grown at half load. Each
+ * subscription is also in its queue's list of that kind, so a deleted
+ * queue drops every connection's subscription without a scan of the
+ * connections. */
 
-srv_sub *sc_sub_find(srv_conn *c, const srv_queue *q)
+static uint64_t sub_hash(const srv_queue *q)
 {
-    for (srv_sub *s = c->subs; s; s = s->next)
+    uint64_t h = q->seq; /* the final mix of store.c's id_hash */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    return h;
+}
+
+static srv_subs *subs_of(srv_conn *c, int kind)
+{
+    return kind == SRV_SUB_NTF ? &c->ntf_subs : &c->subs;
+}
+
+static void subs_grow(srv_subs *t)
+{
+    size_t cap = t->cap ? t->cap * 2 : 16;
+    srv_sub **b = calloc(cap, sizeof *b);
+    if (!b)
+        abort();
+    for (size_t i = 0; i < t->cap; i++)
+        while (t->b[i]) {
+            srv_sub *s = t->b[i];
+            size_t j = sub_hash(s->q) & (cap - 1);
+            t->b[i] = s->h_next;
+            s->h_next = b[j];
+            b[j] = s;
+        }
+    free(t->b);
+    t->b = b;
+    t->cap = cap;
+}
+
+static srv_sub *subs_find(const srv_subs *t, const srv_queue *q)
+{
+    if (t->n == 0)
+        return NULL;
+    for (srv_sub *s = t->b[sub_hash(q) & (t->cap - 1)]; s; s = s->h_next)
         if (s->q == q)
             return s;
     return NULL;
 }
 
-srv_sub *sc_sub_add(srv_conn *c, srv_queue *q, int prohibit)
+static srv_sub *subs_add(srv_conn *c, int kind, srv_queue *q)
 {
+    srv_subs *t = subs_of(c, kind);
     srv_sub *s = calloc(1, sizeof *s);
+    size_t i;
     if (!s)
         abort();
+    if (t->n >= t->cap / 2)
+        subs_grow(t);
+    s->c = c;
     s->q = q;
+    i = sub_hash(q) & (t->cap - 1);
+    s->h_next = t->b[i];
+    t->b[i] = s;
+    t->n++;
+    s->q_next = q->subs[kind];
+    if (q->subs[kind])
+        q->subs[kind]->q_prev = s;
+    q->subs[kind] = s;
+    return s;
+}
+
+/* Unlinks s from its connection's table and its queue's list; frees it. */
+static void sub_drop(int kind, srv_sub *s)
+{
+    srv_subs *t = subs_of(s->c, kind);
+    srv_queue *q = s->q;
+    for (srv_sub **pp = &t->b[sub_hash(q) & (t->cap - 1)]; *pp;
+         pp = &(*pp)->h_next)
+        if (*pp == s) {
+            *pp = s->h_next;
+            t->n--;
+            break;
+        }
+    if (s->q_prev)
+        s->q_prev->q_next = s->q_next;
+    else
+        q->subs[kind] = s->q_next;
+    if (s->q_next)
+        s->q_next->q_prev = s->q_prev;
+    free(s);
+}
+
+srv_sub *sc_sub_find(srv_conn *c, const srv_queue *q)
+{
+    return subs_find(&c->subs, q);
+}
+
+srv_sub *sc_sub_add(srv_conn *c, srv_queue *q, int prohibit)
+{
+    srv_sub *s = subs_add(c, SRV_SUB_RCV, q);
     s->prohibit = prohibit;
-    s->next = c->subs;
-    c->subs = s;
     return s;
 }
 
 void sc_sub_remove(srv_conn *c, const srv_queue *q)
 {
-    for (srv_sub **pp = &c->subs; *pp; pp = &(*pp)->next)
-        if ((*pp)->q == q) {
-            srv_sub *s = *pp;
-            *pp = s->next;
-            free(s);
-            return;
-        }
+    srv_sub *s = subs_find(&c->subs, q);
+    if (s)
+        sub_drop(SRV_SUB_RCV, s);
+}
+
+void sc_ntf_sub_add(srv_conn *c, srv_queue *q)
+{
+    if (!subs_find(&c->ntf_subs, q))
+        subs_add(c, SRV_SUB_NTF, q);
 }
 
 void sc_ntf_sub_remove(srv_conn *c, const srv_queue *q)
 {
-    for (size_t i = 0; i < c->n_ntf_subs; i++)
-        if (c->ntf_subs[i] == q) {
-            c->ntf_subs[i] = c->ntf_subs[--c->n_ntf_subs];
-            return;
-        }
+    srv_sub *s = subs_find(&c->ntf_subs, q);
+    if (s)
+        sub_drop(SRV_SUB_NTF, s);
 }
 
+void sc_q_unsubscribe_all(srv_queue *q)
+{
+    for (int k = SRV_SUB_RCV; k <= SRV_SUB_NTF; k++)
+        while (q->subs[k])
+            sub_drop(k, q->subs[k]);
+}
+
+/* A queue's subscriber (ntf_subscriber) is always a connection with a
+ * subscription of that kind to it: SUB and NEW add the subscription before
+ * setting the subscriber, NSUB likewise, and a subscription is dropped only
+ * with the subscriber changed or cleared (END, DELD, NKEY, NDEL, DEL). So
+ * the connection's own subscriptions cover every queue pointing at it. */
 void srv_conn_unsubscribe(srv_conn *c)
 {
-    for (srv_queue *q = srv_q_first(); q; q = q->next) {
-        if (q->subscriber == c)
-            q->subscriber = NULL;
-        if (q->ntf_subscriber == c)
-            q->ntf_subscriber = NULL;
+    for (int k = SRV_SUB_RCV; k <= SRV_SUB_NTF; k++) {
+        srv_subs *t = subs_of(c, k);
+        for (size_t i = 0; i < t->cap; i++)
+            while (t->b[i]) {
+                srv_queue *q = t->b[i]->q;
+                if (k == SRV_SUB_RCV && q->subscriber == c)
+                    q->subscriber = NULL;
+                if (k == SRV_SUB_NTF && q->ntf_subscriber == c)
+                    q->ntf_subscriber = NULL;
+                sub_drop(k, t->b[i]);
+            }
+        free(t->b);
+        *t = (srv_subs){0};
     }
-    while (c->subs) {
-        srv_sub *s = c->subs;
-        c->subs = s->next;
-        free(s);
-    }
-    free(c->ntf_subs);
-    c->ntf_subs = NULL;
-    c->n_ntf_subs = c->cap_ntf_subs = 0;
 }
 
 /* The queue's subscriber becomes c; another connected subscriber gets

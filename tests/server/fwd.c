@@ -69,8 +69,8 @@ void sc_do_rfwd(srv_conn *c, const item *it, srv_resps *r)
         abort();
     *fc = *c;
     fc->version = ft.version;
-    fc->subs = NULL;
-    fc->ntf_subs = NULL;
+    memset(&fc->subs, 0, sizeof fc->subs);
+    memset(&fc->ntf_subs, 0, sizeof fc->ntf_subs);
     fc->out_head = fc->out_tail = NULL;
     if (sx_smp_batch_decode(batch, bp, bn) < 0) {
         sc_resp_err(&inner, fc, SC_NO_BYTES, SC_NO_BYTES, SX_SMP_ERR_BLOCK, 0);

@@ -441,6 +441,7 @@ int main(int argc, char **argv)
         pf[0].events = POLLIN;
         for (srv_conn *c = g_conns; c; c = c->next) {
             i++;
+            c->pf_idx = i;
             pf[i].fd = c->fd;
             pf[i].events = POLLIN;
             if (c->out_head || c->state == ST_TLS)
@@ -453,14 +454,10 @@ int main(int argc, char **argv)
         }
         if (rc > 0 && (pf[0].revents & POLLIN))
             accept_conns(lfd, ctx);
-        i = 0;
         for (srv_conn *c = g_conns; c; c = c->next) {
-            /* connections accepted above are not in pf: poll them next */
-            int ready = 0;
-            for (size_t j = 1; j < n; j++)
-                if (pf[j].fd == c->fd && pf[j].revents)
-                    ready = 1;
-            if (ready)
+            /* connections accepted above are not in pf (pf_idx 0 from
+             * calloc): poll them next */
+            if (c->pf_idx && pf[c->pf_idx].revents)
                 conn_io(c);
         }
         /* output queued for other connections by the commands */

@@ -53,6 +53,7 @@ typedef struct srv_msg {
 } srv_msg;
 
 struct srv_conn;
+struct srv_sub;
 
 /* a message notification waiting for a notifier subscriber (NtfStore) */
 typedef struct srv_ntf {
@@ -62,7 +63,7 @@ typedef struct srv_ntf {
 } srv_ntf;
 
 typedef struct srv_queue {
-    struct srv_queue *next;
+    struct srv_queue *next, *prev;  /* all queues, newest first */
     uint8_t rid[SRV_ID_BYTES], sid[SRV_ID_BYTES];
     size_t n_rcv_keys;            /* recipient auth keys (RKEY) */
     sx_smp_key rcv_keys[SX_SMP_MAX_RCV_KEYS];
@@ -89,6 +90,9 @@ typedef struct srv_queue {
     /* the subscribed connection (queueSubscribers) */
     struct srv_conn *subscriber;
     struct srv_conn *ntf_subscriber;
+    /* every connection's subscriptions to this queue (deliver.c), by
+     * kind: SRV_SUB_RCV (SUB and GET) and SRV_SUB_NTF (NSUB) */
+    struct srv_sub *subs[2];
     /* store.c's hash indexes by rid, sid, nid and link id */
     struct srv_queue *h_next[4];
     uint64_t h_hash[4];
@@ -125,19 +129,31 @@ int srv_q_write(srv_queue *q, const uint8_t *body, size_t n, int ntf,
 /* Deletes the head when its id matches; returns 1 when deleted. */
 int srv_q_del_head(srv_queue *q, const uint8_t *id, size_t n);
 void srv_q_expire(srv_queue *q, int64_t before);
-/* Iterate all queues (for the connection cleanup). */
+/* Iterate all queues, newest first. */
 srv_queue *srv_q_first(void);
 
 int64_t srv_now(void);
 
 /* ---- connections (conn.c) and commands (cmd.c) ---- */
+enum { SRV_SUB_RCV, SRV_SUB_NTF };
+
+/* A connection's subscription to a queue (deliver.c). It is in the
+ * connection's table of its kind and in the queue's list of its kind. */
 typedef struct srv_sub {
-    struct srv_sub *next;
+    struct srv_sub *h_next;       /* chain in the connection's table */
+    struct srv_sub *q_next, *q_prev; /* the queue's list */
+    struct srv_conn *c;
     srv_queue *q;
     int prohibit;                 /* ProhibitSub (GET) */
     int has_delivered;
     uint8_t delivered[SRV_ID_BYTES];
 } srv_sub;
+
+/* subscriptions by queue: a chained hash table keyed by the queue's seq */
+typedef struct srv_subs {
+    srv_sub **b;
+    size_t cap, n;                /* cap: 0 or a power of two */
+} srv_subs;
 
 typedef struct srv_out {
     struct srv_out *next;
@@ -163,9 +179,9 @@ typedef struct srv_conn {
     size_t inlen;
     srv_out *out_head, *out_tail;
     size_t out_off;
-    srv_sub *subs;
-    srv_queue **ntf_subs;         /* NSUB'ed queues */
-    size_t n_ntf_subs, cap_ntf_subs;
+    srv_subs subs;                /* SUB / GET (SRV_SUB_RCV) */
+    srv_subs ntf_subs;            /* NSUB'ed queues (SRV_SUB_NTF) */
+    size_t pf_idx;                /* main.c: index in this round's pollfds */
 } srv_conn;
 
 /* One response of a batch: encoded transmission (tEncode) bytes. */

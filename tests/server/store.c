@@ -225,6 +225,8 @@ static srv_queue *q_alloc(const uint8_t *rid, const uint8_t *sid)
     idx_add(q, K_RID);
     idx_add(q, K_SID);
     q->next = g_queues;
+    if (g_queues)
+        g_queues->prev = q;
     g_queues = q;
     return q;
 }
@@ -418,11 +420,12 @@ void srv_q_delete(srv_queue *q)
         log_start(&w, "DEL", q);
         log_put(&w);
     }
-    for (srv_queue **pp = &g_queues; *pp; pp = &(*pp)->next)
-        if (*pp == q) {
-            *pp = q->next;
-            break;
-        }
+    if (q->prev)
+        q->prev->next = q->next;
+    else
+        g_queues = q->next;
+    if (q->next)
+        q->next->prev = q->prev;
     for (int k = 0; k < K_N; k++)
         idx_del(q, k);
     msgs_free(q);
