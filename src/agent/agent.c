@@ -171,25 +171,73 @@ void simplex_agent_event_free(simplex_agent_event *e)
     sx_free(e);
 }
 
+/* Makes the event pipe readable (under qmu, events queued). */
+static void evfd_fill(simplex_agent *a)
+{
+    if (a->evfd_on && !a->evfd_full && a->evfd[1] >= 0) {
+        ssize_t w = write(a->evfd[1], "e", 1);
+        (void)w; /* a full pipe is readable already */
+        a->evfd_full = 1;
+    }
+}
+
+/* Events emitted by this thread while it holds a->mu, queued when it lets
+ * go (ag_defer_begin/ag_defer_flush): the thread that takes an event
+ * usually calls back into the agent at once and would only block on
+ * a->mu. */
+static _Thread_local simplex_agent *tl_defer_a;
+static _Thread_local struct simplex_agent_event *tl_defer_head,
+    *tl_defer_tail;
+
+void ag_defer_begin(simplex_agent *a)
+{
+    tl_defer_a = a;
+}
+
+/* Appends the list head..tail to the event queue and wakes its taker. */
+static void queue_events(simplex_agent *a, struct simplex_agent_event *head,
+                         struct simplex_agent_event *tail)
+{
+    pthread_mutex_lock(&a->qmu);
+    if (a->evs_tail) {
+        a->evs_tail->next = head;
+    } else {
+        a->evs = head;
+        evfd_fill(a);
+    }
+    a->evs_tail = tail;
+    /* only the thread that takes events is woken: the agent thread in
+     * callback mode, simplex_agent_next_event() callers otherwise */
+    if (a->cb)
+        pthread_cond_signal(&a->qcv);
+    else
+        pthread_cond_signal(&a->evcv);
+    pthread_mutex_unlock(&a->qmu);
+}
+
+void ag_defer_flush(simplex_agent *a)
+{
+    struct simplex_agent_event *head = tl_defer_head, *tail = tl_defer_tail;
+    tl_defer_a = NULL;
+    tl_defer_head = tl_defer_tail = NULL;
+    if (head)
+        queue_events(a, head, tail);
+}
+
 void ag_emit(simplex_agent *a, struct simplex_agent_event *e)
 {
     if (!e)
         return;
     e->next = NULL;
-    pthread_mutex_lock(&a->qmu);
-    if (a->evs_tail) {
-        a->evs_tail->next = e;
-    } else {
-        a->evs = e;
-        if (a->evfd[1] >= 0) {
-            ssize_t w = write(a->evfd[1], "e", 1);
-            (void)w; /* a full pipe is readable already */
-        }
+    if (tl_defer_a == a) {
+        if (tl_defer_tail)
+            tl_defer_tail->next = e;
+        else
+            tl_defer_head = e;
+        tl_defer_tail = e;
+        return;
     }
-    a->evs_tail = e;
-    pthread_cond_signal(&a->evcv);
-    pthread_cond_signal(&a->qcv);
-    pthread_mutex_unlock(&a->qmu);
+    queue_events(a, e, e);
 }
 
 void ag_emit_err(simplex_agent *a, const char *conn_id, int code,
@@ -676,15 +724,26 @@ void simplex_agent_free(simplex_agent *a)
 static void drain_evfd(simplex_agent *a)
 {
     char buf[64];
-    if (a->evfd[0] < 0)
+    if (a->evfd[0] < 0 || !a->evfd_full)
         return;
     while (read(a->evfd[0], buf, sizeof buf) > 0) {
     }
+    a->evfd_full = 0;
 }
 
 int simplex_agent_event_fd(simplex_agent *a)
 {
-    return a ? a->evfd[0] : -1;
+    if (!a || a->evfd[0] < 0)
+        return -1;
+    /* from now on the pipe follows the event list */
+    pthread_mutex_lock(&a->qmu);
+    if (!a->evfd_on) {
+        a->evfd_on = 1;
+        if (a->evs)
+            evfd_fill(a);
+    }
+    pthread_mutex_unlock(&a->qmu);
+    return a->evfd[0];
 }
 
 int simplex_agent_next_event(simplex_agent *a, int timeout_ms,

@@ -2746,12 +2746,14 @@ static void process_msg(simplex_agent *a, const simplex_client_event *ev)
     memset(&post, 0, sizeof post);
     memset(&rq, 0, sizeof rq);
     post.ack = 1;
+    ag_defer_begin(a);
     pthread_mutex_lock(&a->mu);
     rc = load_rq(a, &rq, rcv_id, rcv_id_len, 0);
     if (rc == 0)
         rc = load_conn(a, &c, NULL, rq.conn_id);
     if (rc) {
         pthread_mutex_unlock(&a->mu);
+        ag_defer_flush(a);
         rq_clear(&rq);
         ag_emit_err(a, "", rc, "a message for an unknown queue on %s",
                     simplex_client_event_server(ev));
@@ -2764,6 +2766,7 @@ static void process_msg(simplex_agent *a, const simplex_client_event *ev)
                          simplex_client_event_timestamp(ev), body, body_len,
                          &post);
     pthread_mutex_unlock(&a->mu);
+    ag_defer_flush(a);
     if (rc) {
         /* a store failure: do not acknowledge, the server redelivers */
         ag_emit_err(a, c.ext, rc, "processing a message failed: %s",

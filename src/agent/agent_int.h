@@ -113,6 +113,9 @@ struct simplex_agent {
     pthread_cond_t evcv; /* pull waiters */
     ag_job *jobs, *jobs_tail;
     int evfd[2]; /* pull mode: readable while evs is not empty */
+    /* the pipe is only kept in step once simplex_agent_event_fd() has
+     * been called (evfd_on); evfd_full: it holds a byte */
+    int evfd_on, evfd_full;
     struct simplex_agent_event *evs, *evs_tail;
     int stop;
     int open_done; /* simplex_agent_new has set *out: callbacks may run */
@@ -154,6 +157,10 @@ void ag_event_set_error(struct simplex_agent_event *e, int code,
                         const char *msg);
 /* Queues an event (takes it); NULL is ignored. */
 void ag_emit(simplex_agent *a, struct simplex_agent_event *e);
+/* Between these, this thread's ag_emit() calls only collect the events;
+ * the flush queues them in order (call it once a->mu is released). */
+void ag_defer_begin(simplex_agent *a);
+void ag_defer_flush(simplex_agent *a);
 void ag_emit_err(simplex_agent *a, const char *conn_id, int code,
                  const char *fmt, ...) SX_PRINTF(4, 5);
 /* Network failures worth retrying. */

@@ -271,10 +271,35 @@ void sx_store_close(sx_store *s)
     s->in_tx = 0;
 }
 
+/* Runs a statement without results through the statement cache: the
+ * transaction and pragma statements run for every message, and parsing
+ * them each time (sqlite3_exec) is wasted work. */
+static int run_cached(sx_store *s, const char *sql, const char *what)
+{
+    sqlite3_stmt *st;
+    int rc = sx_store_prepare(s, &st, sql);
+    if (rc)
+        return rc;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) {
+        sx_store_done(s, st);
+        return 0;
+    }
+    rc = sx_store_fail(s, rc, what);
+    sx_store_done(s, st);
+    return rc;
+}
+
+static const char sql_sync_full[] = "PRAGMA synchronous=FULL";
+static const char sql_sync_normal[] = "PRAGMA synchronous=NORMAL";
+static const char sql_begin[] = "BEGIN IMMEDIATE";
+static const char sql_commit[] = "COMMIT";
+static const char sql_rollback[] = "ROLLBACK";
+
 int sx_store_set_sync(sx_store *s, int full)
 {
-    int rc = sx_store_exec(s, full ? "PRAGMA synchronous=FULL"
-                                   : "PRAGMA synchronous=NORMAL");
+    int rc = run_cached(s, full ? sql_sync_full : sql_sync_normal,
+                        "synchronous");
     if (rc == 0)
         s->full = full != 0;
     return rc;
@@ -284,14 +309,14 @@ int sx_store_begin_lazy(sx_store *s)
 {
     int rc;
     if (s->full) {
-        if ((rc = sx_store_exec(s, "PRAGMA synchronous=NORMAL")) != 0)
+        if ((rc = run_cached(s, sql_sync_normal, "synchronous")) != 0)
             return rc;
         s->lazy = 1;
     }
     rc = sx_store_begin(s);
     if (rc && s->lazy) {
         s->lazy = 0;
-        (void)sx_store_exec(s, "PRAGMA synchronous=FULL");
+        (void)run_cached(s, sql_sync_full, "synchronous");
     }
     return rc;
 }
@@ -300,13 +325,13 @@ static void end_lazy(sx_store *s)
 {
     if (s->lazy) {
         s->lazy = 0;
-        (void)sx_store_exec(s, "PRAGMA synchronous=FULL");
+        (void)run_cached(s, sql_sync_full, "synchronous");
     }
 }
 
 int sx_store_begin(sx_store *s)
 {
-    int rc = sx_store_exec(s, "BEGIN IMMEDIATE");
+    int rc = run_cached(s, sql_begin, "begin");
     if (rc == 0)
         s->in_tx = 1;
     return rc;
@@ -314,7 +339,7 @@ int sx_store_begin(sx_store *s)
 
 int sx_store_commit(sx_store *s)
 {
-    int rc = sx_store_exec(s, "COMMIT");
+    int rc = run_cached(s, sql_commit, "commit");
     if (rc != 0)
         sx_store_rollback(s);
     s->in_tx = 0;
@@ -324,8 +349,12 @@ int sx_store_commit(sx_store *s)
 
 void sx_store_rollback(sx_store *s)
 {
-    if (s->db)
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s->db) {
+        char keep[sizeof s->err];
+        memcpy(keep, s->err, sizeof keep); /* the failure that led here */
+        (void)run_cached(s, sql_rollback, "rollback");
+        memcpy(s->err, keep, sizeof keep);
+    }
     s->in_tx = 0;
     end_lazy(s);
 }
