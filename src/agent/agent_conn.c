@@ -81,13 +81,31 @@ static int step_done(simplex_agent *a, sqlite3_stmt *st, const char *what)
     return 0;
 }
 
+/* Steps a query expected to give at most one row and reads it with rd:
+ * 0, SIMPLEX_ERR_NOT_FOUND or a store error. Releases st. */
+static int step_row(simplex_agent *a, sqlite3_stmt *st,
+                    int (*rd)(sqlite3_stmt *, void *), void *out,
+                    const char *what)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        rc = rd(st, out);
+    else if (rc == SQLITE_DONE)
+        rc = SIMPLEX_ERR_NOT_FOUND;
+    else
+        rc = sx_store_fail(&a->st, rc, what);
+    sx_store_done(&a->st, st);
+    return rc;
+}
+
 #define CONN_COLS                                                           \
     "conn_id, ext_id, status, initiator, agent_version, e2e_version, "     \
     "last_internal_id, last_snd_id, last_snd_hash, last_rcv_id, "          \
     "last_ext_snd_id, last_rcv_hash"
 
-static int read_conn(sqlite3_stmt *st, ag_conn *c)
+static int read_conn(sqlite3_stmt *st, void *out)
 {
+    ag_conn *c = out;
     const unsigned char *ext = sqlite3_column_text(st, 1);
     memset(c, 0, sizeof *c);
     c->id = sqlite3_column_int64(st, 0);
@@ -122,15 +140,7 @@ static int load_conn(simplex_agent *a, ag_conn *c, const char *ext,
         sx_bind_text(st, 1, ext);
     else
         sx_bind_i64(st, 1, id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = read_conn(st, c);
-    else if (rc == SQLITE_DONE)
-        rc = SIMPLEX_ERR_NOT_FOUND;
-    else
-        rc = sx_store_fail(&a->st, rc, "load connection");
-    sx_store_done(&a->st, st);
-    return rc;
+    return step_row(a, st, read_conn, c, "load connection");
 }
 
 static int save_conn_counters(simplex_agent *a, const ag_conn *c)
@@ -205,8 +215,9 @@ static int save_ratchet(simplex_agent *a, int64_t conn_id,
     "rq_id, conn_id, server, rcv_id, snd_id, queue, e2e_priv, e2e_pub, "   \
     "e2e_secret, mode, client_version, status"
 
-static int read_rq(sqlite3_stmt *st, ag_rq *q)
+static int read_rq(sqlite3_stmt *st, void *out)
 {
+    ag_rq *q = out;
     const unsigned char *srv = sqlite3_column_text(st, 2);
     size_t n = 0;
     memset(q, 0, sizeof *q);
@@ -244,15 +255,7 @@ static int load_rq(simplex_agent *a, ag_rq *q, const uint8_t *rcv_id,
         sx_bind_blob(st, 1, rcv_id, rcv_id_len);
     else
         sx_bind_i64(st, 1, conn_id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = read_rq(st, q);
-    else if (rc == SQLITE_DONE)
-        rc = SIMPLEX_ERR_NOT_FOUND;
-    else
-        rc = sx_store_fail(&a->st, rc, "load receive queue");
-    sx_store_done(&a->st, st);
-    return rc;
+    return step_row(a, st, read_rq, q, "load receive queue");
 }
 
 static int insert_rq(simplex_agent *a, const ag_rq *q, int64_t *id)
@@ -302,8 +305,9 @@ static int update_rq(simplex_agent *a, const ag_rq *q)
     "sq_id, conn_id, server, snd_id, snd_priv, e2e_pub, e2e_secret, mode, " \
     "client_version, status"
 
-static int read_sq(sqlite3_stmt *st, ag_sq *q)
+static int read_sq(sqlite3_stmt *st, void *out)
 {
+    ag_sq *q = out;
     const unsigned char *srv = sqlite3_column_text(st, 2);
     memset(q, 0, sizeof *q);
     q->id = sqlite3_column_int64(st, 0);
@@ -333,15 +337,7 @@ int ag_load_sq(simplex_agent *a, ag_sq *q, int64_t sq_id, int64_t conn_id)
     if (rc)
         return rc;
     sx_bind_i64(st, 1, sq_id > 0 ? sq_id : conn_id);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        rc = read_sq(st, q);
-    else if (rc == SQLITE_DONE)
-        rc = SIMPLEX_ERR_NOT_FOUND;
-    else
-        rc = sx_store_fail(&a->st, rc, "load send queue");
-    sx_store_done(&a->st, st);
-    return rc;
+    return step_row(a, st, read_sq, q, "load send queue");
 }
 
 static int insert_sq(simplex_agent *a, const ag_sq *q, int64_t *id)
@@ -1519,6 +1515,29 @@ int simplex_agent_ack(simplex_agent *a, const char *conn_id, int64_t msg_id,
 /* Announces again what waits for the application after a restart: the
  * confirmations not allowed yet (CONF) and the contact requests not
  * answered (REQ), flagged SIMPLEX_AGENT_MSG_REDELIVERED. Under a->mu. */
+/* Emits one event of type t per row of st (connection id, CONF/REQ id,
+ * info), flagged as announced again. Releases st. */
+static void announce_rows(simplex_agent *a, sqlite3_stmt *st,
+                          simplex_agent_event_type t)
+{
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        struct simplex_agent_event *ev =
+            ag_event_new(t, (const char *)sqlite3_column_text(st, 0));
+        if (!ev)
+            continue;
+        snprintf(ev->conf_id, sizeof ev->conf_id, "%s",
+                 (const char *)sqlite3_column_text(st, 1));
+        ev->flags = SIMPLEX_AGENT_MSG_REDELIVERED;
+        if (ag_event_set_body(ev, sqlite3_column_blob(st, 2),
+                              (size_t)sqlite3_column_bytes(st, 2)) != 0) {
+            simplex_agent_event_free(ev);
+            continue;
+        }
+        ag_emit(a, ev);
+    }
+    sx_store_done(&a->st, st);
+}
+
 int ag_announce_pending(simplex_agent *a)
 {
     sqlite3_stmt *st;
@@ -1529,44 +1548,14 @@ int ag_announce_pending(simplex_agent *a)
     if (rc)
         return rc;
     sx_bind_i64(st, 1, SIMPLEX_AGENT_CONN_CONFIRMED);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        struct simplex_agent_event *ev = ag_event_new(
-            SIMPLEX_AGENT_EVENT_CONF, (const char *)sqlite3_column_text(st, 0));
-        if (!ev)
-            continue;
-        snprintf(ev->conf_id, sizeof ev->conf_id, "%s",
-                 (const char *)sqlite3_column_text(st, 1));
-        ev->flags = SIMPLEX_AGENT_MSG_REDELIVERED;
-        if (ag_event_set_body(ev, sqlite3_column_blob(st, 2),
-                              (size_t)sqlite3_column_bytes(st, 2)) != 0) {
-            simplex_agent_event_free(ev);
-            continue;
-        }
-        ag_emit(a, ev);
-    }
-    sx_store_done(&a->st, st);
+    announce_rows(a, st, SIMPLEX_AGENT_EVENT_CONF);
     rc = sx_store_prepare(&a->st, &st,
                           "SELECT c.ext_id, i.inv_id, i.info FROM "
                           "invitations i JOIN connections c ON "
                           "c.conn_id = i.conn_id ORDER BY i.created_at");
     if (rc)
         return rc;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        struct simplex_agent_event *ev = ag_event_new(
-            SIMPLEX_AGENT_EVENT_REQ, (const char *)sqlite3_column_text(st, 0));
-        if (!ev)
-            continue;
-        snprintf(ev->conf_id, sizeof ev->conf_id, "%s",
-                 (const char *)sqlite3_column_text(st, 1));
-        ev->flags = SIMPLEX_AGENT_MSG_REDELIVERED;
-        if (ag_event_set_body(ev, sqlite3_column_blob(st, 2),
-                              (size_t)sqlite3_column_bytes(st, 2)) != 0) {
-            simplex_agent_event_free(ev);
-            continue;
-        }
-        ag_emit(a, ev);
-    }
-    sx_store_done(&a->st, st);
+    announce_rows(a, st, SIMPLEX_AGENT_EVENT_REQ);
     return 0;
 }
 
