@@ -645,23 +645,6 @@ static int rq_address(const ag_rq *q, sx_queue_address *addr)
     return 0;
 }
 
-/* Secures the peer's queue with SKEY when its mode allows (network). */
-static int skey_if_allowed(simplex_agent *a, ag_sq *q)
-{
-    int rc;
-    char msg[AG_ERR_MAX];
-    if (!sx_queue_mode_sender_can_secure((sx_queue_mode)q->mode))
-        return 0;
-    rc = simplex_client_secure_sender(a->client, q->server, q->snd_id,
-                                      q->snd_id_len, q->snd_priv);
-    if (rc) {
-        ag_client_error(a, msg, sizeof msg);
-        return ag_fail(rc, "securing the queue on %s: %s", q->server, msg);
-    }
-    q->status = SQ_SECURED;
-    return 0;
-}
-
 /* A send queue for the peer's queue address (keys only, no network). */
 static int new_snd_queue(const sx_queue_address *addr, uint16_t cv,
                          ag_sq *q)
@@ -1117,9 +1100,9 @@ int simplex_agent_join_connection(simplex_agent *a,
     if ((rc = sx_wr_error(&params)) != 0)
         goto out;
 
-    /* network: secure the peer's queue, create ours */
-    if ((rc = skey_if_allowed(a, &sq)) != 0)
-        goto out;
+    /* network: our queue. The peer's queue is secured (SKEY) by the
+     * delivery of the confirmation, after everything is stored, so that a
+     * crash cannot lose the key it was secured with. */
     pthread_mutex_lock(&a->mu);
     server = ag_next_server(a, sq.server);
     pthread_mutex_unlock(&a->mu);
@@ -1273,9 +1256,9 @@ int simplex_agent_allow_connection(simplex_agent *a, const char *conn_id,
                      (unsigned)qi.version);
         goto out;
     }
+    /* SKEY, when the reply queue allows it, is done by the delivery of
+     * our confirmation (agent_dlv.c), after it is stored */
     if ((rc = new_snd_queue(&qi.addr, qi.version, &sq)) != 0)
-        goto out;
-    if ((rc = skey_if_allowed(a, &sq)) != 0)
         goto out;
 
     m = sx_calloc(1, sizeof *m);
@@ -1889,8 +1872,6 @@ int simplex_agent_list_connections(simplex_agent *a, simplex_buf *out,
 typedef struct ag_post {
     int ack;               /* SMP ACK of the message */
     int64_t del_conn, del_id; /* then delete this received row */
-    int secure;            /* KEY with key, then HELLO */
-    uint8_t key[32];
     int64_t kick_sq;
 } ag_post;
 
@@ -2072,7 +2053,7 @@ static int conf_joiner(simplex_agent *a, ag_conn *c, ag_rq *rq,
     size_t pt_len = 0;
     sx_ratchet_err err = {0, 0};
     struct simplex_agent_event *ev;
-    int rc;
+    int rc, standard = 0;
 
     if (sender_key->alg != SX_KEY_NONE &&
         (sender_key->alg != SX_KEY_ED25519 || sender_key->len != 32)) {
@@ -2108,10 +2089,35 @@ static int conf_joiner(simplex_agent *a, ag_conn *c, ag_rq *rq,
     c->last_ext_snd_id = 1;
     memcpy(c->last_rcv_hash, hash, 32);
     c->last_rcv_hash_len = 32;
-    if (sender_key->alg != SX_KEY_NONE) {
+    standard = sender_key->alg != SX_KEY_NONE;
+    if (standard) {
+        /* the standard procedure: KEY our queue with the creator's key,
+         * then HELLO. Both are stored here and done by the delivery of
+         * the HELLO (agent_dlv.c), so a crash cannot skip them. */
+        sqlite3_stmt *st;
+        sx_amessage *h = sx_calloc(1, sizeof *h);
+        ag_sq sq;
         rq->status = RQ_CONFIRMED;
-        post->secure = 1;
-        memcpy(post->key, sender_key->raw, 32);
+        if (!h)
+            rc = SIMPLEX_ERR_NOMEM;
+        if (rc == 0)
+            rc = sx_store_prepare(&a->st, &st,
+                                  "UPDATE connections SET conf_sender_key = ? "
+                                  "WHERE conn_id = ?");
+        if (rc == 0) {
+            sx_bind_blob(st, 1, sender_key->raw, 32);
+            sx_bind_i64(st, 2, c->id);
+            rc = step_done(a, st, "store the sender key");
+        }
+        if (rc == 0)
+            rc = ag_load_sq(a, &sq, 0, c->id);
+        if (rc == 0) {
+            h->type = SX_AMSG_HELLO;
+            rc = enqueue_amsg(a, c, sq.id, MT_HELLO, h, NULL);
+            post->kick_sq = sq.id;
+            sx_memzero(&sq, sizeof sq);
+        }
+        sx_free(h);
     } else {
         rq->status = RQ_ACTIVE;
         c->status = SIMPLEX_AGENT_CONN_READY;
@@ -2122,7 +2128,7 @@ static int conf_joiner(simplex_agent *a, ag_conn *c, ag_rq *rq,
         rc = save_conn_counters(a, c);
     rc = tx_end(a, rc);
     if (rc) {
-        post->secure = 0;
+        post->kick_sq = 0;
         goto out;
     }
     ev = ag_event_new(SIMPLEX_AGENT_EVENT_INFO, c->ext);
@@ -2131,7 +2137,7 @@ static int conf_joiner(simplex_agent *a, ag_conn *c, ag_rq *rq,
         ev = NULL;
     }
     ag_emit(a, ev);
-    if (!post->secure)
+    if (!standard)
         ag_emit(a, ag_event_new(SIMPLEX_AGENT_EVENT_CON, c->ext));
 out:
     if (pt)
@@ -2655,67 +2661,6 @@ static int queue_drained(simplex_agent *a, ag_conn *c, const ag_rq *rq,
     return rc;
 }
 
-/* The standard procedure's KEY, then HELLO (no lock held). */
-static void duplex_secure(simplex_agent *a, int64_t conn_id,
-                          const uint8_t key[32])
-{
-    ag_conn c;
-    ag_rq rq;
-    ag_sq sq;
-    simplex_queue *q = NULL;
-    sx_amessage *h;
-    char msg[AG_ERR_MAX];
-    int rc, attempt;
-
-    memset(&rq, 0, sizeof rq);
-    pthread_mutex_lock(&a->mu);
-    rc = load_conn(a, &c, NULL, conn_id);
-    if (rc == 0)
-        rc = load_rq(a, &rq, NULL, 0, conn_id);
-    pthread_mutex_unlock(&a->mu);
-    if (rc)
-        return;
-    rc = simplex_queue_import(&q, rq.queue, rq.queue_len);
-    for (attempt = 0; rc == 0; attempt++) {
-        struct timespec ts = {1, 0};
-        rc = simplex_client_secure_queue(a->client, q, key);
-        if (!ag_temporary(rc) || attempt >= 4)
-            break;
-        nanosleep(&ts, NULL);
-    }
-    simplex_queue_free(q);
-    if (rc) {
-        ag_client_error(a, msg, sizeof msg);
-        ag_emit_err(a, c.ext, rc, "securing the queue failed: %s", msg);
-        rq_clear(&rq);
-        return;
-    }
-    h = sx_calloc(1, sizeof *h);
-    pthread_mutex_lock(&a->mu);
-    rc = h ? tx_begin(a) : SIMPLEX_ERR_NOMEM;
-    if (rc == 0) {
-        rc = load_conn(a, &c, NULL, conn_id);
-        rq.status = RQ_SECURED;
-        if (rc == 0)
-            rc = update_rq(a, &rq);
-        if (rc == 0)
-            rc = ag_load_sq(a, &sq, 0, conn_id);
-        if (rc == 0) {
-            h->type = SX_AMSG_HELLO;
-            rc = enqueue_amsg(a, &c, sq.id, MT_HELLO, h, NULL);
-        }
-        rc = tx_end(a, rc);
-    }
-    pthread_mutex_unlock(&a->mu);
-    sx_free(h);
-    rq_clear(&rq);
-    if (rc)
-        ag_emit_err(a, c.ext, rc, "sending HELLO failed");
-    else
-        ag_kick(a, sq.id);
-    sx_memzero(&sq, sizeof sq);
-}
-
 static void process_msg(simplex_agent *a, const simplex_client_event *ev)
 {
     const uint8_t *rcv_id, *srv_id, *body;
@@ -2771,8 +2716,6 @@ static void process_msg(simplex_agent *a, const simplex_client_event *ev)
         pthread_mutex_unlock(&a->mu);
     }
     rq_clear(&rq);
-    if (post.secure)
-        duplex_secure(a, c.id, post.key);
     if (post.kick_sq)
         ag_kick(a, post.kick_sq);
     sx_memzero(&post, sizeof post);

@@ -266,6 +266,84 @@ static int dl_alone(simplex_agent *a, int64_t sq_id)
 /* One attempt on the first pending message of sq_id. *next: that message
  * when read beforehand (taken), and on return the following one when it
  * was read while the store was at hand anyway (cleared otherwise). */
+/*
+ * Securing that the procedures leave to the delivery, so that it happens
+ * after everything is stored and is retried like the message itself:
+ * SKEY of the peer's queue before our confirmation, when the queue allows
+ * it (fast procedure); KEY of our own queue with the creator's key before
+ * the joiner's HELLO (standard procedure). Both are idempotent on the
+ * server with the same key, so a repeat after a crash is harmless.
+ */
+static int secure_first(simplex_agent *a, const ag_sq *sq, int t, char *err,
+                        size_t err_len)
+{
+    int rc = 0;
+    if ((t == MT_CONN_INFO || t == MT_CONN_INFO_REPLY) &&
+        sq->status == SQ_NEW &&
+        sx_queue_mode_sender_can_secure((sx_queue_mode)sq->mode)) {
+        rc = simplex_client_secure_sender(a->client, sq->server, sq->snd_id,
+                                          sq->snd_id_len, sq->snd_priv);
+        if (rc) {
+            ag_client_error(a, err, err_len);
+            return rc;
+        }
+        pthread_mutex_lock(&a->mu);
+        (void)ag_set_sq_status(a, sq->id, SQ_SECURED);
+        pthread_mutex_unlock(&a->mu);
+    } else if (t == MT_HELLO) {
+        sqlite3_stmt *st;
+        uint8_t key[32], *queue = NULL;
+        size_t kn = 0, qn = 0;
+        int64_t rq_id = 0;
+        int need = 0;
+        pthread_mutex_lock(&a->mu);
+        if (sx_store_prepare(&a->st, &st,
+                             "SELECT c.initiator, c.conf_sender_key, "
+                             "q.queue, q.rq_id, q.status FROM connections c "
+                             "JOIN rcv_queues q ON q.conn_id = c.conn_id "
+                             "WHERE c.conn_id = ? ORDER BY q.is_primary "
+                             "DESC, q.rq_id LIMIT 1") == 0) {
+            sx_bind_i64(st, 1, sq->conn_id);
+            if (sqlite3_step(st) == SQLITE_ROW &&
+                sqlite3_column_int(st, 0) == 0 &&
+                sqlite3_column_int(st, 4) == RQ_CONFIRMED &&
+                sx_col_blob(st, 1, key, sizeof key, &kn) == 0 && kn == 32 &&
+                sx_col_dup(st, 2, &queue, &qn) == 0 && queue) {
+                rq_id = sqlite3_column_int64(st, 3);
+                need = 1;
+            }
+            sx_store_done(&a->st, st);
+        }
+        pthread_mutex_unlock(&a->mu);
+        if (need) {
+            simplex_queue *q = NULL;
+            rc = simplex_queue_import(&q, queue, qn);
+            if (rc == 0)
+                rc = simplex_client_secure_queue(a->client, q, key);
+            if (rc)
+                ag_client_error(a, err, err_len);
+            simplex_queue_free(q);
+            if (rc == 0) {
+                pthread_mutex_lock(&a->mu);
+                if (sx_store_prepare(&a->st, &st,
+                                     "UPDATE rcv_queues SET status = ? "
+                                     "WHERE rq_id = ? AND status = ?") == 0) {
+                    sx_bind_i64(st, 1, RQ_SECURED);
+                    sx_bind_i64(st, 2, rq_id);
+                    sx_bind_i64(st, 3, RQ_CONFIRMED);
+                    (void)sqlite3_step(st);
+                    sx_store_done(&a->st, st);
+                }
+                pthread_mutex_unlock(&a->mu);
+            }
+        }
+        if (queue)
+            sx_free_secret(queue, qn);
+        sx_memzero(key, sizeof key);
+    }
+    return rc;
+}
+
 static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
                        unsigned *delay_ms, dl_msg *next)
 {
@@ -328,6 +406,8 @@ static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
     cm.body.n = env_len;
     sx_wr_init(&w);
     if (rc == 0)
+        rc = secure_first(a, &sq, t, err, sizeof err);
+    if (rc == 0)
         rc = sx_smp_e2e_seal(&w, &eh, sq.e2e_secret, &cm,
                              conf ? SX_SMP_E2E_CONF_PADDED
                                   : SX_SMP_E2E_MSG_PADDED);
@@ -345,7 +425,7 @@ static int deliver_one(simplex_agent *a, ag_dq *state_copy, int64_t sq_id,
                                  w.p, w.len);
         if (rc)
             ag_client_error(a, err, sizeof err);
-    } else {
+    } else if (!err[0]) {
         snprintf(err, sizeof err, "encryption failed");
     }
     sx_wr_free(&w);
