@@ -2711,8 +2711,16 @@ static void process_msg(simplex_agent *a, const simplex_client_event *ev)
     if (post.ack)
         (void)smp_ack(a, rq.queue, rq.queue_len, srv_copy, srv_id_len);
     if (post.del_id) {
+        /* bookkeeping after the ACK: no need to wait for the disk (a
+         * lost delete leaves a row marked acknowledged, removed when the
+         * message comes again or by housekeeping) */
         pthread_mutex_lock(&a->mu);
-        (void)delete_rcv_msg(a, post.del_conn, post.del_id);
+        if (sx_store_begin_lazy(&a->st) == 0) {
+            if (delete_rcv_msg(a, post.del_conn, post.del_id) == 0)
+                (void)sx_store_commit(&a->st);
+            else
+                sx_store_rollback(&a->st);
+        }
         pthread_mutex_unlock(&a->mu);
     }
     rq_clear(&rq);
