@@ -101,6 +101,12 @@ struct sx_smp_session {
     sess_late *late;            /* ring of SESS_LATE_MAX */
     size_t late_head, late_count;
 
+    /* correlation ids are drawn from a pool filled 64 at a time: one
+     * call into the system's generator per 64 commands instead of one per
+     * command (only without a cfg.rng hook: tests keep their sequence) */
+    uint8_t corr_pool[SX_SMP_SESSION_CORR_ID_BYTES * 64];
+    size_t corr_left;
+
     /* keep-alive */
     uint64_t last_rx, ping_done;
     int ping_outstanding;
@@ -781,7 +787,17 @@ static int submit_internal(sx_smp_session *s, const uint8_t *corr_in,
     for (int tries = 0; !corr_in; tries++) {
         if (tries == 4)
             return SIMPLEX_ERR_INTERNAL;
-        sess_rng(s, corr, sizeof corr);
+        if (s->cfg.rng) {
+            sess_rng(s, corr, sizeof corr);
+        } else {
+            if (s->corr_left == 0) {
+                sx_random(s->corr_pool, sizeof s->corr_pool);
+                s->corr_left = sizeof s->corr_pool;
+            }
+            s->corr_left -= sizeof corr;
+            memcpy(corr, s->corr_pool + s->corr_left, sizeof corr);
+            sx_memzero(s->corr_pool + s->corr_left, sizeof corr);
+        }
         if (ht_find(s, corr, NULL) == NO_SLOT)
             break;
     }

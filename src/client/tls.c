@@ -496,6 +496,9 @@ static int failed_result(const sx_tls_conn *c)
     return sx_tls_reason_error(c->reason);
 }
 
+/* OpenSSL's read buffer: four 16 KB records and their overhead */
+#define TLS_READ_BUFFER (4 * (16384 + 512))
+
 /* Creates the SSL object once TCP is connected. */
 static int setup_ssl(sx_tls_conn *c, sx_tls_ctx *ctx, const sx_tls_options *o)
 {
@@ -510,6 +513,12 @@ static int setup_ssl(sx_tls_conn *c, sx_tls_ctx *ctx, const sx_tls_options *o)
     BIO_set_data(bio, c);
     SSL_set_bio(c->ssl, bio, bio);
     SSL_set_connect_state(c->ssl);
+    /* read what the socket has, not a record header then its body: one
+     * recv() serves several records (sx_tls_read_block drains complete
+     * records OpenSSL holds, and the client steps every connection each
+     * turn whatever poll() says) */
+    SSL_set_default_read_buffer_len(c->ssl, TLS_READ_BUFFER);
+    SSL_set_read_ahead(c->ssl, 1);
     if (!(o && o->no_alpn) &&
         SSL_set_alpn_protos(c->ssl, alpn_smp, ALPN_SMP_WIRE_LEN) != 0)
         return fail(c, SX_TLS_R_NOMEM);
