@@ -1088,6 +1088,85 @@ static void test_fuzz_box_seed(void **state)
     assert_memory_equal(m, "hello, fuzzer", 13);
 }
 
+/* sx_box_open_padded decrypts only the length prefix and the message;
+ * it must agree with libsodium's whole-box open in every case: message
+ * lengths around the first 32 bytes of keystream, empty and full
+ * messages, a forged tag, a length prefix larger than the box. */
+static void test_box_open_padded_partial(void **state)
+{
+    static uint8_t box[16 + 16368], full[16368], out[16368], msg[16368];
+    static const size_t lens[] = {0, 1, 29, 30, 31, 32, 33, 62, 63, 64, 65,
+                                  100, 1000, 16000, 16366};
+    uint8_t key[32], nonce[24];
+    (void)state;
+    sx_random(key, sizeof key);
+    sx_random(msg, sizeof msg);
+    for (size_t pi = 0; pi < 3; pi++) {
+        size_t padded = pi == 0 ? 16368 : pi == 1 ? 64 : 40;
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const uint8_t *m = NULL;
+            size_t ml = 0, len = lens[li];
+            if (len + 2 > padded)
+                continue;
+            sx_random(nonce, sizeof nonce);
+            assert_int_equal(sx_box_seal_padded(box, padded, msg, len, nonce,
+                                                key), SIMPLEX_OK);
+            /* what libsodium decrypts as a whole */
+            assert_int_equal(crypto_secretbox_open_detached(
+                                 full, box + 16, box, padded, nonce, key), 0);
+            memset(out, 0xAA, sizeof out);
+            assert_int_equal(sx_box_open_padded(out, &m, &ml, box,
+                                                padded + 16, nonce, key),
+                             SIMPLEX_OK);
+            assert_ptr_equal(m, out + 2);
+            assert_int_equal(ml, len);
+            assert_memory_equal(out, full, 2 + len);
+            if (len)
+                assert_memory_equal(m, msg, len);
+            /* any flipped bit, in the message or in the padding only the
+             * tag covers, is refused */
+            box[16 + padded - 1] ^= 1;
+            assert_int_equal(sx_box_open_padded(out, &m, &ml, box,
+                                                padded + 16, nonce, key),
+                             SIMPLEX_ERR_DECRYPT);
+            box[16 + padded - 1] ^= 1;
+            box[3] ^= 0x80;
+            assert_int_equal(sx_box_open_padded(out, &m, &ml, box,
+                                                padded + 16, nonce, key),
+                             SIMPLEX_ERR_DECRYPT);
+        }
+    }
+    /* a valid box whose length prefix points past its end */
+    {
+        uint8_t plain[64];
+        const uint8_t *m;
+        size_t ml;
+        memset(plain, '#', sizeof plain);
+        plain[0] = 0;
+        plain[1] = 63;
+        sx_random(nonce, sizeof nonce);
+        assert_int_equal(crypto_secretbox_detached(box + 16, box, plain,
+                                                   sizeof plain, nonce, key),
+                         0);
+        assert_int_equal(sx_box_open_padded(out, &m, &ml, box, 16 + 64,
+                                            nonce, key), SIMPLEX_ERR_PARSE);
+        plain[1] = 62; /* exactly fits */
+        assert_int_equal(crypto_secretbox_detached(box + 16, box, plain,
+                                                   sizeof plain, nonce, key),
+                         0);
+        assert_int_equal(sx_box_open_padded(out, &m, &ml, box, 16 + 64,
+                                            nonce, key), SIMPLEX_OK);
+        assert_int_equal(ml, 62);
+        /* one byte of plaintext: no room for the prefix */
+        assert_int_equal(crypto_secretbox_detached(box + 16, box, plain, 1,
+                                                   nonce, key), 0);
+        assert_int_equal(sx_box_open_padded(out, &m, &ml, box, 16 + 1,
+                                            nonce, key), SIMPLEX_ERR_PARSE);
+        assert_int_equal(sx_box_open_padded(out, &m, &ml, box, 15, nonce,
+                                            key), SIMPLEX_ERR_TRUNCATED);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1107,6 +1186,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_sign_keys),
         cmocka_unit_test(test_roundtrip_aead_sbchain),
         cmocka_unit_test(test_fuzz_box_seed),
+        cmocka_unit_test(test_box_open_padded_partial),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
