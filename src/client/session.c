@@ -40,7 +40,25 @@ typedef struct sess_heap_ent {
 typedef struct sess_sq_ent {
     size_t off;
     size_t len;
+    uint64_t ent_hash;          /* of the entity id; 0: none (NEW, PING) */
 } sess_sq_ent;
+
+/* The server runs the commands of one block from the last to the first
+ * (the reference folds them from the right), so two commands on one
+ * entity, e.g. two SENDs to a queue, must not share a block: they would
+ * take effect in the opposite order. Queued transmissions carry a hash of
+ * their entity id; a collision only ends a block early. */
+static uint64_t ent_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325u; /* FNV-1a */
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3u;
+    }
+    return h ? h : 1;
+}
 
 #define NO_SLOT UINT32_MAX
 /* Timed-out requests are kept so that a late response is still matched
@@ -894,6 +912,8 @@ static int submit_internal(sx_smp_session *s, const uint8_t *corr_in,
 
     s->sqe[s->sqe_head + s->sqe_count].off = off;
     s->sqe[s->sqe_head + s->sqe_count].len = tlen;
+    s->sqe[s->sqe_head + s->sqe_count].ent_hash =
+        ent_hash(entity_id, entity_len);
     s->sqe_count++;
     if (request_id)
         *request_id = r->id;
@@ -952,10 +972,16 @@ int sx_smp_session_next_block(sx_smp_session *s,
     }
     if (s->state != SX_SMP_SESSION_READY || s->sqe_count == 0)
         return 0;
-    /* as many queued transmissions as fit, in order */
+    /* as many queued transmissions as fit, in order, each entity once */
     while (k < s->sqe_count && k < SX_SMP_MAX_BATCH) {
         const sess_sq_ent *q = &s->sqe[s->sqe_head + k];
+        size_t j;
         if (total + q->len + 2 > SX_SMP_BATCH_ROOM)
+            break;
+        for (j = 0; q->ent_hash && j < k; j++)
+            if (s->sqe[s->sqe_head + j].ent_hash == q->ent_hash)
+                break;
+        if (q->ent_hash && j < k)
             break;
         total += q->len + 2;
         s->views[k].p = s->sq.p + q->off;

@@ -839,11 +839,14 @@ static void test_batch_split(void **state)
     sx_smp_cmd_init(&c, SX_SMP_CMD_SEND);
     c.body.p = big;
     c.body.n = 7000;
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(sx_smp_session_submit(f.s, E1, 24, &c, NULL, 0,
-                                               SX_SMP_SESSION_TIMEOUT_DEFAULT,
-                                               &id),
-                         0);
+    {
+        const uint8_t *const ents[3] = {E1, E2, E3};
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(
+                sx_smp_session_submit(f.s, ents[i], 24, &c, NULL, 0,
+                                      SX_SMP_SESSION_TIMEOUT_DEFAULT, &id),
+                0);
+    }
     (void)submit_simple(&f, SX_SMP_CMD_PING, NULL, 0, NULL, 0);
     assert_int_equal(sx_smp_session_next_block(f.s, f.block, 0), 1);
     peer_read(&f.pr, f.block);
@@ -856,6 +859,38 @@ static void test_batch_split(void **state)
                      0);
     assert_int_equal(c.tag, SX_SMP_CMD_PING);
     assert_int_equal(sx_smp_session_next_block(f.s, f.block, 0), 0);
+
+    /* the server runs a block's commands from the last one, so two
+     * commands on one entity never share a block: E1 E2 E1 E1 E3 PING PING
+     * go as [E1 E2] [E1] [E1 E3 PING PING], in order */
+    {
+        const uint8_t *const ents[5] = {E1, E2, E1, E1, E3};
+        static const size_t per_block[3] = {2, 1, 4};
+        size_t seen = 0;
+        c.body.n = 100;
+        for (int i = 0; i < 5; i++)
+            assert_int_equal(
+                sx_smp_session_submit(f.s, ents[i], 24, &c, NULL, 0,
+                                      SX_SMP_SESSION_TIMEOUT_DEFAULT, &id),
+                0);
+        (void)submit_simple(&f, SX_SMP_CMD_PING, NULL, 0, NULL, 0);
+        (void)submit_simple(&f, SX_SMP_CMD_PING, NULL, 0, NULL, 0);
+        for (int b = 0; b < 3; b++) {
+            assert_int_equal(sx_smp_session_next_block(f.s, f.block, 0), 1);
+            peer_read(&f.pr, f.block);
+            assert_int_equal(f.pr.n, per_block[b]);
+            for (size_t i = 0; i < f.pr.n; i++, seen++) {
+                if (seen < 5) {
+                    assert_int_equal(f.pr.t[i].entity_id.n, 24);
+                    assert_memory_equal(f.pr.t[i].entity_id.p, ents[seen],
+                                        24);
+                } else {
+                    assert_int_equal(f.pr.t[i].entity_id.n, 0);
+                }
+            }
+        }
+        assert_int_equal(sx_smp_session_next_block(f.s, f.block, 0), 0);
+    }
 
     /* too large for any block: refused, nothing queued */
     pend = sx_smp_session_pending(f.s);
