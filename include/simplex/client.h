@@ -7,7 +7,8 @@
  * back-off). Connections are opened on first use, one per server address.
  *
  * Threads. Every function below may be called from any thread. The
- * command functions are synchronous: they hand the command to the I/O
+ * command functions are synchronous (apart from the *_async ones, see
+ * "asynchronous commands"): they hand the command to the I/O
  * thread and wait for the server's answer (or the response timeout, or
  * the connect timeout for each host of the address). The event callback
  * runs on the I/O thread: it must not block, and a synchronous call made
@@ -319,6 +320,51 @@ simplex_client_send_via(simplex_client *c, const char *proxy_server,
                         size_t sender_id_len,
                         const uint8_t *sender_private_key, unsigned flags,
                         const uint8_t *body, size_t body_len);
+
+/* ---- asynchronous commands ----------------------------------------------
+ *
+ * SEND and ACK without waiting for the server, for pipelines: the call
+ * copies what it needs (body, ids, keys, the queue's secrets), hands the
+ * command to the I/O thread and returns at once; several commands posted
+ * together go out in as few blocks as they fit in, and one wake-up of the
+ * I/O thread serves all of them. Commands to one server are sent in the
+ * order of the calls (from one thread; calls racing on several threads go
+ * in the order they took the client's lock) and the server answers them
+ * in that order.
+ *
+ * The completion callback runs once on the I/O thread, when the server
+ * answered (rc 0, or SIMPLEX_ERR_SERVER with error "ERR AUTH" ...), the
+ * response timed out, the connection failed, or the client is being freed
+ * (SIMPLEX_ERR_CLOSED). error is borrowed for the call ("" on success).
+ * Like the event callback it must not block; it may post further
+ * asynchronous commands, but a synchronous call from it returns
+ * SIMPLEX_ERR_RECURSIVE_CALL. With done NULL a failure is reported as a
+ * SIMPLEX_CLIENT_EVENT_ERROR event instead (with the queue id for ACK).
+ *
+ * Both functions may be called from any thread, including the event
+ * callback and completion callbacks. They return 0 when the command was
+ * posted (done will then be called exactly once), or an error with
+ * nothing posted and done never called: SIMPLEX_ERR_INVALID_ARG,
+ * SIMPLEX_ERR_NOMEM, SIMPLEX_ERR_CLOSED while the client is being freed.
+ */
+typedef void (*simplex_client_done_cb)(int rc, const char *error,
+                                       void *user_data);
+
+/* SEND, as simplex_client_send(), without waiting. */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_client_send_async(simplex_client *c, const char *server,
+                          const uint8_t *sender_id, size_t sender_id_len,
+                          const uint8_t *sender_private_key, unsigned flags,
+                          const uint8_t *body, size_t body_len,
+                          simplex_client_done_cb done, void *user_data);
+
+/* ACK, as simplex_client_ack(), without waiting; q is only read during
+ * the call. The next message of the queue may come as the answer to the
+ * ACK; it is delivered as a MSG event before done is called. */
+SIMPLEX_API SIMPLEX_WARN_UNUSED int
+simplex_client_ack_async(simplex_client *c, const simplex_queue *q,
+                         const uint8_t *msg_id, size_t msg_id_len,
+                         simplex_client_done_cb done, void *user_data);
 
 /* ---- the per-queue end-to-end envelope ----------------------------------
  *

@@ -296,13 +296,30 @@ static int req_server(simplex_client *c, cl_req *r, const char *server)
     return 0;
 }
 
-static void post(simplex_client *c, cl_req *r)
+/* Appends r to the inbox; SIMPLEX_ERR_CLOSED (r not taken) once the
+ * client is being freed. The I/O thread is woken only when the inbox was
+ * empty: a non-empty one already has a wake-up on its way, or was filled
+ * from the I/O thread itself, which looks at the inbox again before it
+ * sleeps (client_loop.c). */
+static int post(simplex_client *c, cl_req *r)
 {
+    int wake;
+    r->next = NULL;
     pthread_mutex_lock(&c->mu);
-    r->next = c->inbox;
-    c->inbox = r;
+    if (c->stopping) {
+        pthread_mutex_unlock(&c->mu);
+        return SIMPLEX_ERR_CLOSED;
+    }
+    wake = !c->inbox && !on_io_thread(c);
+    if (c->inbox_tail)
+        c->inbox_tail->next = r;
+    else
+        c->inbox = r;
+    c->inbox_tail = r;
     pthread_mutex_unlock(&c->mu);
-    cl_wake(c);
+    if (wake)
+        cl_wake(c);
+    return 0;
 }
 
 static int wait_done(simplex_client *c, cl_req *r)
@@ -318,7 +335,9 @@ static int wait_done(simplex_client *c, cl_req *r)
 
 static int run(simplex_client *c, cl_req *r)
 {
-    post(c, r);
+    int rc = post(c, r);
+    if (rc)
+        return fail(c, rc, "the client is closing");
     return wait_done(c, r);
 }
 
@@ -655,4 +674,126 @@ int simplex_client_send(simplex_client *c, const char *server,
     r.body = body;
     r.body_len = body_len;
     return run(c, &r);
+}
+
+/* ---- asynchronous commands ---- */
+
+/* One allocation: the request and copies of everything it points to. */
+typedef struct cl_async {
+    cl_req r;
+    simplex_queue q;            /* ACK: the caller's queue, copied */
+    uint8_t key[CL_KEY];
+    uint8_t id[CL_ID_MAX];      /* SEND: sender id; ACK: message id */
+    /* then the server text and the body */
+} cl_async;
+
+static cl_async *async_new(simplex_client *c, cl_op op, const char *server,
+                           size_t body_len, simplex_client_done_cb done,
+                           void *ud, int *rc)
+{
+    size_t sl = strlen(server) + 1, n = sizeof(cl_async) + sl + body_len;
+    cl_async *a = sx_malloc(n);
+    char *text;
+    if (!a) {
+        *rc = SIMPLEX_ERR_NOMEM;
+        return NULL;
+    }
+    memset(a, 0, sizeof *a);
+    text = (char *)(a + 1);
+    memcpy(text, server, sl);
+    req_init(&a->r, op);
+    if ((*rc = req_server(c, &a->r, text)) != 0) {
+        sx_free(a);
+        return NULL;
+    }
+    a->r.async = 1;
+    a->r.done_cb = done;
+    a->r.done_ud = ud;
+    a->r.alloc_len = n;
+    return a;
+}
+
+static int async_post(simplex_client *c, cl_async *a)
+{
+    int rc = post(c, &a->r);
+    if (rc) {
+        sx_free_secret(a, a->r.alloc_len);
+        return fail(c, rc, "the client is closing");
+    }
+    return 0;
+}
+
+void cl_async_finish(simplex_client *c, cl_req *r, int rc, const char *err)
+{
+    cl_async *a = (cl_async *)r; /* r is the first member */
+    const char *text = rc ? (err && *err ? err : simplex_strerror(rc)) : "";
+    if (r->done_cb) {
+        r->done_cb(rc, text, r->done_ud);
+    } else if (rc) {
+        simplex_client_event *ev = cl_event_new(SIMPLEX_CLIENT_EVENT_ERROR,
+                                                r->server);
+        if (ev) {
+            ev->error = rc;
+            ev->message = cl_strdup(text);
+            if (r->op == CL_OP_ACK) {
+                memcpy(ev->queue_id, a->q.rcv_id, a->q.rcv_id_len);
+                ev->queue_id_len = a->q.rcv_id_len;
+            }
+            cl_emit(c, ev);
+        }
+    }
+    sx_free_secret(a, r->alloc_len);
+}
+
+int simplex_client_send_async(simplex_client *c, const char *server,
+                              const uint8_t *sender_id, size_t sender_id_len,
+                              const uint8_t *sender_private_key,
+                              unsigned flags, const uint8_t *body,
+                              size_t body_len, simplex_client_done_cb done,
+                              void *user_data)
+{
+    cl_async *a;
+    uint8_t *copy;
+    int rc;
+    if (!c || !server || !sender_id || sender_id_len == 0 ||
+        sender_id_len > CL_ID_MAX || (!body && body_len) ||
+        body_len > SX_SMP_BLOCK_SIZE)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if (!(a = async_new(c, CL_OP_SEND, server, body_len, done, user_data,
+                        &rc)))
+        return rc;
+    memcpy(a->id, sender_id, sender_id_len);
+    a->r.entity = a->id;
+    a->r.entity_len = sender_id_len;
+    if (sender_private_key) {
+        memcpy(a->key, sender_private_key, CL_KEY);
+        a->r.key = a->key;
+    }
+    copy = (uint8_t *)(a + 1) + strlen(server) + 1;
+    if (body_len)
+        memcpy(copy, body, body_len);
+    a->r.body = copy;
+    a->r.body_len = body_len;
+    a->r.flags = flags;
+    return async_post(c, a);
+}
+
+int simplex_client_ack_async(simplex_client *c, const simplex_queue *q,
+                             const uint8_t *msg_id, size_t msg_id_len,
+                             simplex_client_done_cb done, void *user_data)
+{
+    cl_async *a;
+    int rc;
+    if (!c || !q || !q->server || !msg_id || msg_id_len == 0 ||
+        msg_id_len > CL_ID_MAX)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if (!(a = async_new(c, CL_OP_ACK, q->server, 0, done, user_data, &rc)))
+        return rc;
+    a->q = *q;
+    a->q.server = (char *)(a + 1);
+    a->r.one.q = &a->q;
+    memcpy(a->id, msg_id, msg_id_len);
+    a->r.msg_id = a->id;
+    a->r.msg_id_len = msg_id_len;
+    return async_post(c, a);
 }

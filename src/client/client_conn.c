@@ -105,12 +105,14 @@ static void fail_reqs(cl_conn *k, int rc, const char *why)
         }
         sx_free(p);
     }
+    k->pending_tail = NULL;
     while (k->waiting) {
         cl_req *r = k->waiting;
         k->waiting = r->next;
         r->next = NULL;
         cl_req_finish(c, r, rc, "%s", why);
     }
+    k->waiting_tail = NULL;
 }
 
 void cl_conn_free(cl_conn *k)
@@ -182,8 +184,11 @@ static int add_pending(cl_conn *k, uint64_t id, cl_req *r, cl_item *it)
     p->request_id = id;
     p->req = r;
     p->item = it;
-    p->next = k->pending;
-    k->pending = p;
+    if (k->pending_tail)
+        k->pending_tail->next = p;
+    else
+        k->pending = p;
+    k->pending_tail = p;
     return 0;
 }
 
@@ -524,15 +529,16 @@ static void submit_req(cl_conn *k, cl_req *r, int64_t now)
 
 void cl_conn_add_req(cl_conn *k, cl_req *r, int64_t now)
 {
-    cl_req **pp;
-    if (k->state == CL_C_READY) {
+    if (k->state == CL_C_READY && !k->waiting) {
         submit_req(k, r, now);
         return;
     }
     r->next = NULL;
-    for (pp = &k->waiting; *pp; pp = &(*pp)->next)
-        ;
-    *pp = r;
+    if (k->waiting_tail)
+        k->waiting_tail->next = r;
+    else
+        k->waiting = r;
+    k->waiting_tail = r;
     if (k->state == CL_C_IDLE)
         cl_conn_start(k, now);
 }
@@ -542,6 +548,8 @@ void cl_conn_submit_waiting(cl_conn *k, int64_t now)
     while (k->waiting && k->state == CL_C_READY) {
         cl_req *r = k->waiting;
         k->waiting = r->next;
+        if (!k->waiting)
+            k->waiting_tail = NULL;
         r->next = NULL;
         submit_req(k, r, now);
     }
@@ -761,11 +769,15 @@ static void resubscribe(cl_conn *k, int64_t now)
 
 static cl_pending *take_pending(cl_conn *k, uint64_t id)
 {
-    cl_pending **pp;
-    for (pp = &k->pending; *pp; pp = &(*pp)->next)
-        if ((*pp)->request_id == id) {
-            cl_pending *p = *pp;
-            *pp = p->next;
+    cl_pending *p, *prev = NULL;
+    for (p = k->pending; p; prev = p, p = p->next)
+        if (p->request_id == id) {
+            if (prev)
+                prev->next = p->next;
+            else
+                k->pending = p->next;
+            if (k->pending_tail == p)
+                k->pending_tail = prev;
             return p;
         }
     return NULL;

@@ -131,6 +131,12 @@ typedef struct cl_req {
     simplex_buf info;           /* QUE */
     int done;
     void *ext;                  /* PRXY / PFWD: client_proxy.c's data */
+    /* asynchronous (client.c: *_async): the request is heap memory owned
+     * by the I/O thread, finished by calling done and freeing it */
+    int async;
+    simplex_client_done_cb done_cb;
+    void *done_ud;
+    size_t alloc_len;           /* of the whole allocation, for wiping */
     struct cl_req *next;        /* client inbox / connection wait list */
 } cl_req;
 
@@ -175,6 +181,8 @@ typedef struct cl_pending {
     cl_item *item;
     struct cl_pending *next;
 } cl_pending;
+/* The connection keeps them oldest first: responses come mostly in
+ * order, so the one answered is found at the head. */
 
 typedef struct cl_conn {
     struct simplex_client *client;
@@ -195,7 +203,9 @@ typedef struct cl_conn {
     int last_rc;
     char last_err[200];
     cl_req *waiting;            /* requests waiting for READY */
-    cl_pending *pending;
+    cl_req *waiting_tail;
+    cl_pending *pending;        /* oldest first */
+    cl_pending *pending_tail;
     cl_sub *subs;
     /* subs by recipient id: every MSG looks its queue up, and a list walk
      * made that O(subscriptions) (client_conn.c) */
@@ -228,7 +238,7 @@ struct simplex_client {
     pthread_cond_t ev_cv;       /* events queued (apart from cv, so that a
                                  * reader and the callers waiting for
                                  * their requests do not wake each other) */
-    cl_req *inbox;              /* under mu */
+    cl_req *inbox, *inbox_tail; /* under mu: FIFO */
     int stopping;               /* under mu */
     simplex_client_event *ev_head, *ev_tail; /* under mu */
     char last_err[256];         /* under mu */
@@ -265,6 +275,11 @@ void cl_conn_fail(cl_conn *k, int rc, const char *why, int64_t now);
 void cl_conn_add_req(cl_conn *k, cl_req *r, int64_t now);
 cl_sub *cl_sub_add(cl_conn *k, const simplex_queue *q, int active);
 void cl_sub_remove(cl_conn *k, const uint8_t *id, size_t n);
+
+/* client.c: finishes an asynchronous request (calls its done callback or
+ * emits an ERROR event, then frees it); I/O thread. */
+void cl_async_finish(struct simplex_client *c, cl_req *r, int rc,
+                     const char *err);
 
 /* client.c: the synchronous call helpers, for client_proxy.c */
 int cl_api_enter(struct simplex_client *c);

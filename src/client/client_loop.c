@@ -37,6 +37,10 @@ void cl_req_finish(struct simplex_client *c, cl_req *r, int rc,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (r->async) {
+        cl_async_finish(c, r, rc, msg);
+        return;
+    }
     pthread_mutex_lock(&c->mu);
     r->rc = rc;
     if (rc)
@@ -105,7 +109,7 @@ void *cl_loop_main(void *arg)
 
         pthread_mutex_lock(&c->mu);
         in = c->inbox;
-        c->inbox = NULL;
+        c->inbox = c->inbox_tail = NULL;
         stop = c->stopping;
         pthread_mutex_unlock(&c->mu);
         now = cl_now();
@@ -161,6 +165,12 @@ void *cl_loop_main(void *arg)
             }
         }
         now = cl_now();
+        /* requests posted from callbacks during this turn (no wake-up
+         * was written for them) */
+        pthread_mutex_lock(&c->mu);
+        if (c->inbox)
+            next = now;
+        pthread_mutex_unlock(&c->mu);
         if (next < 0)
             timeout = -1;
         else if (next <= now)

@@ -1464,6 +1464,912 @@ static void test_notification_errors(void **state)
     simplex_client_free(a);
 }
 
+/* ---- asynchronous commands (SEND / ACK without waiting) ---- */
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static long elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (long)(t1.tv_sec - t0->tv_sec) * 1000 +
+           (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* Waits until *counter (read under mu) is at least n: 1 when it is. */
+static int wait_count(pthread_mutex_t *mu, const int *counter, int n,
+                      int timeout_ms)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        int v;
+        pthread_mutex_lock(mu);
+        v = *counter;
+        pthread_mutex_unlock(mu);
+        if (v >= n)
+            return 1;
+        if (elapsed_ms(&t0) > timeout_ms)
+            return 0;
+        sleep_ms(2);
+    }
+}
+
+static int read_count(pthread_mutex_t *mu, const int *counter)
+{
+    int v;
+    pthread_mutex_lock(mu);
+    v = *counter;
+    pthread_mutex_unlock(mu);
+    return v;
+}
+
+static void random_bytes(uint8_t *out, size_t n)
+{
+    int fd = open("/dev/urandom", O_RDONLY);
+    size_t got = 0;
+    assert_true(fd >= 0);
+    while (got < n) {
+        ssize_t r = read(fd, out + got, n - got);
+        assert_true(r > 0);
+        got += (size_t)r;
+    }
+    close(fd);
+}
+
+/* "smp://<key hash>@127.0.0.1:<port>" with the shared server's key hash. */
+static void addr_with_port(char *out, size_t cap, int port)
+{
+    const char *at = strchr(g_srv.addr, '@');
+    assert_non_null(at);
+    snprintf(out, cap, "%.*s@127.0.0.1:%d", (int)(at - g_srv.addr),
+             g_srv.addr, port);
+}
+
+/* One completion: how often done ran, with what. */
+typedef struct done_rec {
+    pthread_mutex_t mu;
+    int calls;
+    int rc;
+    int error_null;
+    char error[256];
+} done_rec;
+
+static void done_rec_init(done_rec *d)
+{
+    memset(d, 0, sizeof *d);
+    pthread_mutex_init(&d->mu, NULL);
+}
+
+static void rec_done(int rc, const char *error, void *ud)
+{
+    done_rec *d = ud;
+    pthread_mutex_lock(&d->mu);
+    d->calls++;
+    d->rc = rc;
+    d->error_null = error == NULL;
+    snprintf(d->error, sizeof d->error, "%s", error ? error : "");
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* 1. A pipeline: 100 SENDs posted in a loop (at most 50 unacknowledged
+ * by the recipient, under the server's quota of 128), received in order
+ * by a callback-mode recipient that acknowledges each with ack_async from
+ * the event callback. Every completion runs once with rc 0; SEND
+ * completions come in the order of the calls. */
+#define PIPE_N 100
+#define PIPE_WINDOW 50
+
+typedef struct pipe_state pipe_state;
+
+typedef struct pipe_slot {
+    pipe_state *st;
+    int seq;
+} pipe_slot;
+
+struct pipe_state {
+    pthread_mutex_t mu;
+    simplex_client *rcv;
+    const simplex_queue *q;
+    /* SEND completions */
+    pipe_slot send_slot[PIPE_N];
+    int send_calls_per[PIPE_N];
+    int send_calls, send_ok, send_next, send_order_errors, send_bad_text;
+    int send_fail_rc;
+    char send_fail_err[200];
+    /* the recipient */
+    int received, next_seq, order_errors, bad_flags, other_events;
+    int first_bad_seq;
+    int got_seq[PIPE_N + 16];
+    int ack_post_fail, ack_post_rc;
+    /* ACK completions */
+    pipe_slot ack_slot[PIPE_N];
+    int ack_calls_per[PIPE_N];
+    int ack_calls, ack_ok, ack_bad_text, ack_fail_rc;
+    char ack_fail_err[200];
+};
+
+static void pipe_send_done(int rc, const char *error, void *ud)
+{
+    pipe_slot *s = ud;
+    pipe_state *st = s->st;
+    pthread_mutex_lock(&st->mu);
+    st->send_calls++;
+    st->send_calls_per[s->seq]++;
+    if (s->seq != st->send_next)
+        st->send_order_errors++;
+    st->send_next = s->seq + 1;
+    if (!error || (rc == 0 && *error))
+        st->send_bad_text++;
+    if (rc == 0) {
+        st->send_ok++;
+    } else if (!st->send_fail_rc) {
+        st->send_fail_rc = rc;
+        snprintf(st->send_fail_err, sizeof st->send_fail_err, "%s",
+                 error ? error : "(null)");
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void pipe_ack_done(int rc, const char *error, void *ud)
+{
+    pipe_slot *s = ud;
+    pipe_state *st = s->st;
+    pthread_mutex_lock(&st->mu);
+    st->ack_calls++;
+    st->ack_calls_per[s->seq]++;
+    if (!error || (rc == 0 && *error))
+        st->ack_bad_text++;
+    if (rc == 0) {
+        st->ack_ok++;
+    } else if (!st->ack_fail_rc) {
+        st->ack_fail_rc = rc;
+        snprintf(st->ack_fail_err, sizeof st->ack_fail_err, "%s",
+                 error ? error : "(null)");
+    }
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void pipe_on_event(const simplex_client_event *ev, void *ud)
+{
+    pipe_state *st = ud;
+    const uint8_t *body, *mid;
+    size_t bl, ml;
+    char text[32];
+    int seq = -1, idx, rc;
+    if (simplex_client_event_get_type(ev) != SIMPLEX_CLIENT_EVENT_MSG) {
+        pthread_mutex_lock(&st->mu);
+        st->other_events++;
+        pthread_mutex_unlock(&st->mu);
+        return;
+    }
+    body = simplex_client_event_body(ev, &bl);
+    mid = simplex_client_event_msg_id(ev, &ml);
+    if (bl < sizeof text) {
+        memcpy(text, body, bl);
+        text[bl] = 0;
+        if (sscanf(text, "async %d", &seq) != 1)
+            seq = -1;
+    }
+    pthread_mutex_lock(&st->mu);
+    idx = st->received++;
+    if (idx < PIPE_N + 16)
+        st->got_seq[idx] = seq;
+    if (seq != st->next_seq) {
+        if (!st->order_errors)
+            st->first_bad_seq = seq;
+        st->order_errors++;
+    }
+    st->next_seq = seq + 1;
+    if (simplex_client_event_flags(ev) != 0)
+        st->bad_flags++;
+    pthread_mutex_unlock(&st->mu);
+    if (idx >= PIPE_N)
+        return; /* counted as an error by the test */
+    rc = simplex_client_ack_async(st->rcv, st->q, mid, ml, pipe_ack_done,
+                                  &st->ack_slot[idx]);
+    if (rc != 0) {
+        pthread_mutex_lock(&st->mu);
+        st->ack_post_fail++;
+        st->ack_post_rc = rc;
+        pthread_mutex_unlock(&st->mu);
+    }
+}
+
+static void test_async_pipeline(void **state)
+{
+    pipe_state *st = calloc(1, sizeof *st);
+    simplex_client *rcv, *snd = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    uint8_t spk[32], ssk[32];
+    const uint8_t *sid;
+    size_t sl;
+    struct timespec t0;
+    (void)state;
+
+    assert_non_null(st);
+    pthread_mutex_init(&st->mu, NULL);
+    for (int i = 0; i < PIPE_N; i++) {
+        st->send_slot[i].st = st;
+        st->send_slot[i].seq = i;
+        st->ack_slot[i].st = st;
+        st->ack_slot[i].seq = i;
+    }
+    rcv = new_client(pipe_on_event, st);
+    st->rcv = rcv;
+    assert_int_equal(simplex_client_create_queue(
+                         rcv, &q, g_srv.addr,
+                         SIMPLEX_QUEUE_SUBSCRIBE | SIMPLEX_QUEUE_SENDER_SECURE),
+                     0);
+    st->q = q;
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+    sid = simplex_queue_sender_id(q, &sl);
+    assert_int_equal(simplex_client_secure_sender(snd, g_srv.addr, sid, sl,
+                                                  ssk),
+                     0);
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < PIPE_N; i++) {
+        char body[32];
+        uint8_t key[32];
+        int n;
+        /* the window: at most PIPE_WINDOW messages not yet acknowledged */
+        if (!wait_count(&st->mu, &st->ack_ok, i - PIPE_WINDOW + 1, 5000))
+            fail_msg("window stuck at message %d: %d acknowledged, %d sent "
+                     "(%d ok), %d received",
+                     i, read_count(&st->mu, &st->ack_ok),
+                     read_count(&st->mu, &st->send_calls),
+                     read_count(&st->mu, &st->send_ok),
+                     read_count(&st->mu, &st->received));
+        n = snprintf(body, sizeof body, "async %d", i);
+        memcpy(key, ssk, sizeof key);
+        assert_int_equal(simplex_client_send_async(
+                             snd, g_srv.addr, sid, sl, key, 0,
+                             (const uint8_t *)body, (size_t)n, pipe_send_done,
+                             &st->send_slot[i]),
+                         0);
+        /* the call copied what it needs */
+        memset(body, 'X', sizeof body);
+        memset(key, 0, sizeof key);
+    }
+    if (!wait_count(&st->mu, &st->send_calls, PIPE_N, 5000) ||
+        !wait_count(&st->mu, &st->received, PIPE_N, 5000) ||
+        !wait_count(&st->mu, &st->ack_calls, PIPE_N, 5000))
+        fail_msg("incomplete: %d SEND completions, %d received, %d ACK "
+                 "completions",
+                 read_count(&st->mu, &st->send_calls),
+                 read_count(&st->mu, &st->received),
+                 read_count(&st->mu, &st->ack_calls));
+    assert_true(elapsed_ms(&t0) < 10000);
+    /* nothing more arrives or completes twice, also when freeing; after
+     * free no callback can run, st is read without the lock */
+    sleep_ms(100);
+    assert_int_equal(simplex_client_delete(rcv, q), 0);
+    simplex_client_free(snd);
+    simplex_client_free(rcv);
+    if (st->send_fail_rc)
+        fail_msg("a SEND failed: %d \"%s\"", st->send_fail_rc,
+                 st->send_fail_err);
+    if (st->ack_fail_rc)
+        fail_msg("an ACK failed: %d \"%s\"", st->ack_fail_rc,
+                 st->ack_fail_err);
+    assert_int_equal(st->send_calls, PIPE_N);
+    assert_int_equal(st->send_ok, PIPE_N);
+    assert_int_equal(st->send_order_errors, 0);
+    assert_int_equal(st->send_bad_text, 0);
+    assert_int_equal(st->received, PIPE_N);
+    assert_int_equal(st->bad_flags, 0);
+    assert_int_equal(st->other_events, 0);
+    assert_int_equal(st->ack_post_fail, 0);
+    assert_int_equal(st->ack_calls, PIPE_N);
+    assert_int_equal(st->ack_ok, PIPE_N);
+    assert_int_equal(st->ack_bad_text, 0);
+    for (int i = 0; i < PIPE_N; i++) {
+        assert_int_equal(st->send_calls_per[i], 1);
+        assert_int_equal(st->ack_calls_per[i], 1);
+    }
+    /* the recipient got them in the order they were posted */
+    {
+        int order_errors = st->order_errors, first_bad = st->first_bad_seq;
+        int next_seq = st->next_seq;
+        if (order_errors) {
+            print_message("received:");
+            for (int i = 0; i < st->received && i < PIPE_N + 16; i++)
+                print_message(" %d", st->got_seq[i]);
+            print_message("\n");
+        }
+        simplex_queue_free(q);
+        pthread_mutex_destroy(&st->mu);
+        free(st);
+        if (order_errors)
+            fail_msg("%d messages out of order (first: %d)", order_errors,
+                     first_bad);
+        assert_int_equal(next_seq, PIPE_N);
+    }
+}
+
+/* 2. Failures: the server's (AUTH, NO_MSG) come to done; bad arguments are
+ * refused at once without done; with done NULL a failure is an ERROR
+ * event (with the queue id for ACK). */
+static void test_async_errors(void **state)
+{
+    simplex_client *snd = new_client(NULL, NULL), *rcv = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    simplex_client_event *ev = NULL;
+    done_rec d, never;
+    uint8_t nosuch[24], bogus[24], spk[32], ssk[32], big_id[25];
+    const uint8_t *sid, *rid, *mid;
+    size_t sl, rl, ml;
+    (void)state;
+
+    done_rec_init(&never);
+    random_bytes(nosuch, sizeof nosuch);
+    random_bytes(bogus, sizeof bogus);
+    memset(big_id, 1, sizeof big_id);
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+
+    /* SEND to a queue the server does not know: ERR AUTH */
+    done_rec_init(&d);
+    assert_int_equal(simplex_client_send_async(snd, g_srv.addr, nosuch,
+                                               sizeof nosuch, ssk, 0,
+                                               (const uint8_t *)"x", 1,
+                                               rec_done, &d),
+                     0);
+    assert_true(wait_count(&d.mu, &d.calls, 1, 5000));
+    sleep_ms(50);
+    pthread_mutex_lock(&d.mu);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.rc, SIMPLEX_ERR_SERVER);
+    assert_false(d.error_null);
+    if (!strstr(d.error, "AUTH"))
+        fail_msg("SEND error text \"%s\" has no AUTH", d.error);
+    pthread_mutex_unlock(&d.mu);
+    pthread_mutex_destroy(&d.mu);
+    /* the same without a key */
+    done_rec_init(&d);
+    assert_int_equal(simplex_client_send_async(snd, g_srv.addr, nosuch,
+                                               sizeof nosuch, NULL, 0,
+                                               (const uint8_t *)"x", 1,
+                                               rec_done, &d),
+                     0);
+    assert_true(wait_count(&d.mu, &d.calls, 1, 5000));
+    assert_int_equal(d.rc, SIMPLEX_ERR_SERVER);
+    assert_non_null(strstr(d.error, "AUTH"));
+    pthread_mutex_destroy(&d.mu);
+
+    /* ACK of a message id that was never delivered: ERR NO_MSG */
+    assert_int_equal(simplex_client_create_queue(rcv, &q, g_srv.addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    rid = simplex_queue_recipient_id(q, &rl);
+    sid = simplex_queue_sender_id(q, &sl);
+    done_rec_init(&d);
+    assert_int_equal(simplex_client_ack_async(rcv, q, bogus, sizeof bogus,
+                                              rec_done, &d),
+                     0);
+    assert_true(wait_count(&d.mu, &d.calls, 1, 5000));
+    pthread_mutex_lock(&d.mu);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.rc, SIMPLEX_ERR_SERVER);
+    if (!strstr(d.error, "NO_MSG"))
+        fail_msg("ACK error text \"%s\" has no NO_MSG", d.error);
+    pthread_mutex_unlock(&d.mu);
+    pthread_mutex_destroy(&d.mu);
+
+    /* a delivered message: a wrong id is refused, the right one accepted */
+    send_text(snd, q, NULL, "to ack");
+    ev = wait_event(rcv, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+    check_body(ev, "to ack");
+    mid = simplex_client_event_msg_id(ev, &ml);
+    done_rec_init(&d);
+    assert_int_equal(simplex_client_ack_async(rcv, q, bogus, ml, rec_done, &d),
+                     0);
+    assert_true(wait_count(&d.mu, &d.calls, 1, 5000));
+    assert_int_equal(d.rc, SIMPLEX_ERR_SERVER);
+    pthread_mutex_destroy(&d.mu);
+    done_rec_init(&d);
+    assert_int_equal(simplex_client_ack_async(rcv, q, mid, ml, rec_done, &d),
+                     0);
+    assert_true(wait_count(&d.mu, &d.calls, 1, 5000));
+    assert_int_equal(d.rc, 0);
+    assert_false(d.error_null);
+    assert_string_equal(d.error, "");
+    pthread_mutex_destroy(&d.mu);
+    /* now it is gone: the same ACK again is NO_MSG */
+    done_rec_init(&d);
+    assert_int_equal(simplex_client_ack_async(rcv, q, mid, ml, rec_done, &d),
+                     0);
+    assert_true(wait_count(&d.mu, &d.calls, 1, 5000));
+    assert_int_equal(d.rc, SIMPLEX_ERR_SERVER);
+    pthread_mutex_destroy(&d.mu);
+    simplex_client_event_free(ev);
+    ev = NULL;
+
+    /* bad arguments: refused at once, done never called */
+    assert_int_equal(simplex_client_send_async(NULL, g_srv.addr, sid, sl, NULL,
+                                               0, (const uint8_t *)"x", 1,
+                                               rec_done, &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_send_async(snd, NULL, sid, sl, NULL, 0,
+                                               (const uint8_t *)"x", 1,
+                                               rec_done, &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_send_async(snd, "not an address", sid, sl,
+                                               NULL, 0, (const uint8_t *)"x",
+                                               1, rec_done, &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_send_async(snd, g_srv.addr, sid, sl, NULL,
+                                               0, NULL, 5, rec_done, &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_send_async(snd, g_srv.addr, NULL, sl, NULL,
+                                               0, (const uint8_t *)"x", 1,
+                                               rec_done, &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_send_async(snd, g_srv.addr, sid, 0, NULL,
+                                               0, (const uint8_t *)"x", 1,
+                                               rec_done, &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_ack_async(NULL, q, bogus, sizeof bogus,
+                                              rec_done, &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_ack_async(rcv, NULL, bogus, sizeof bogus,
+                                              rec_done, &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_ack_async(rcv, q, NULL, sizeof bogus,
+                                              rec_done, &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_ack_async(rcv, q, bogus, 0, rec_done,
+                                              &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+    assert_int_equal(simplex_client_ack_async(rcv, q, big_id, sizeof big_id,
+                                              rec_done, &never),
+                     SIMPLEX_ERR_INVALID_ARG);
+
+    /* a body no block can hold fails alone (at once or through done);
+     * the messages posted around it still arrive */
+    {
+        static uint8_t big[20000];
+        done_rec d1, d2, d3;
+        int rc;
+        done_rec_init(&d1);
+        done_rec_init(&d2);
+        done_rec_init(&d3);
+        assert_int_equal(simplex_client_send_async(snd, g_srv.addr, sid, sl,
+                                                   NULL, 0,
+                                                   (const uint8_t *)"before",
+                                                   6, rec_done, &d1),
+                         0);
+        rc = simplex_client_send_async(snd, g_srv.addr, sid, sl, NULL, 0, big,
+                                       sizeof big, rec_done, &d2);
+        assert_int_equal(simplex_client_send_async(snd, g_srv.addr, sid, sl,
+                                                   NULL, 0,
+                                                   (const uint8_t *)"after",
+                                                   5, rec_done, &d3),
+                         0);
+        assert_true(wait_count(&d1.mu, &d1.calls, 1, 5000));
+        assert_true(wait_count(&d3.mu, &d3.calls, 1, 5000));
+        assert_int_equal(d1.rc, 0);
+        assert_int_equal(d3.rc, 0);
+        if (rc == 0) {
+            assert_true(wait_count(&d2.mu, &d2.calls, 1, 5000));
+            assert_true(d2.rc < 0);
+        } else {
+            assert_true(rc < 0);
+        }
+        /* both arrive, in the order they were posted */
+        for (int i = 0; i < 2; i++) {
+            const char *want = i == 0 ? "before" : "after";
+            ev = wait_event(rcv, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+            check_body(ev, want);
+            mid = simplex_client_event_msg_id(ev, &ml);
+            assert_int_equal(simplex_client_ack(rcv, q, mid, ml), 0);
+            simplex_client_event_free(ev);
+        }
+        ev = NULL;
+        sleep_ms(50);
+        assert_int_equal(read_count(&d1.mu, &d1.calls), 1);
+        assert_int_equal(read_count(&d2.mu, &d2.calls), rc == 0 ? 1 : 0);
+        assert_int_equal(read_count(&d3.mu, &d3.calls), 1);
+        pthread_mutex_destroy(&d1.mu);
+        pthread_mutex_destroy(&d2.mu);
+        pthread_mutex_destroy(&d3.mu);
+    }
+
+    /* done NULL: a failing ACK is an ERROR event about the queue */
+    assert_int_equal(simplex_client_ack_async(rcv, q, bogus, sizeof bogus,
+                                              NULL, NULL),
+                     0);
+    ev = wait_event(rcv, SIMPLEX_CLIENT_EVENT_ERROR, 5000);
+    assert_int_not_equal(simplex_client_event_error(ev), 0);
+    assert_int_equal(simplex_client_event_error(ev), SIMPLEX_ERR_SERVER);
+    assert_string_equal(simplex_client_event_server(ev), g_srv.addr);
+    {
+        size_t ql;
+        const uint8_t *qid = simplex_client_event_queue_id(ev, &ql);
+        assert_int_equal(ql, rl);
+        assert_memory_equal(qid, rid, rl);
+    }
+    simplex_client_event_free(ev);
+    /* done NULL: a failing SEND is an ERROR event too */
+    assert_int_equal(simplex_client_send_async(snd, g_srv.addr, nosuch,
+                                               sizeof nosuch, ssk, 0,
+                                               (const uint8_t *)"x", 1, NULL,
+                                               NULL),
+                     0);
+    ev = wait_event(snd, SIMPLEX_CLIENT_EVENT_ERROR, 5000);
+    assert_int_equal(simplex_client_event_error(ev), SIMPLEX_ERR_SERVER);
+    simplex_client_event_free(ev);
+    /* done NULL and success: no event at all */
+    assert_int_equal(simplex_client_send_async(snd, g_srv.addr, sid, sl, NULL,
+                                               0, (const uint8_t *)"quiet", 5,
+                                               NULL, NULL),
+                     0);
+    ev = wait_event(rcv, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+    check_body(ev, "quiet");
+    mid = simplex_client_event_msg_id(ev, &ml);
+    assert_int_equal(simplex_client_ack_async(rcv, q, mid, ml, NULL, NULL), 0);
+    simplex_client_event_free(ev);
+    /* commands are answered in order: after these round trips the async
+     * ones above are finished */
+    assert_int_equal(simplex_client_ping(snd, g_srv.addr), 0);
+    {
+        simplex_buf info = {NULL, 0};
+        assert_int_equal(simplex_client_queue_info(rcv, q, &info), 0);
+        simplex_buf_dispose(&info);
+    }
+    ev = NULL;
+    assert_int_equal(simplex_client_next_event(snd, 0, &ev),
+                     SIMPLEX_ERR_TIMEOUT);
+    assert_int_equal(simplex_client_next_event(rcv, 100, &ev),
+                     SIMPLEX_ERR_TIMEOUT);
+
+    assert_int_equal(read_count(&never.mu, &never.calls), 0);
+    assert_int_equal(simplex_client_delete(rcv, q), 0);
+    simplex_queue_free(q);
+    simplex_client_free(snd);
+    simplex_client_free(rcv);
+    assert_int_equal(never.calls, 0);
+    pthread_mutex_destroy(&never.mu);
+}
+
+/* 3. From a completion: synchronous calls are refused
+ * (SIMPLEX_ERR_RECURSIVE_CALL) and do nothing; posting the next SEND
+ * works: a chain of 20 messages, each posted by the previous one's done. */
+#define CHAIN_N 20
+
+typedef struct chain_state {
+    pthread_mutex_t mu;
+    simplex_client *c;
+    const char *server;
+    const uint8_t *sid;
+    size_t sl;
+    const uint8_t *ssk;
+    int posted;
+    int done_calls, done_ok, fail_rc;
+    char fail_err[200];
+    int ping_bad, ping_rc;
+    int send_bad, send_rc;
+    int next_event_bad, next_event_rc;
+    int post_fail, post_rc;
+} chain_state;
+
+static void chain_done(int rc, const char *error, void *ud)
+{
+    chain_state *st = ud;
+    simplex_client_event *ev = NULL;
+    int prc = simplex_client_ping(st->c, st->server);
+    int src = simplex_client_send(st->c, st->server, st->sid, st->sl, st->ssk,
+                                  0, (const uint8_t *)"recursive", 9);
+    int nrc = simplex_client_next_event(st->c, 0, &ev);
+    int n;
+    simplex_client_event_free(ev);
+    pthread_mutex_lock(&st->mu);
+    st->done_calls++;
+    if (rc == 0) {
+        st->done_ok++;
+    } else if (!st->fail_rc) {
+        st->fail_rc = rc;
+        snprintf(st->fail_err, sizeof st->fail_err, "%s",
+                 error ? error : "(null)");
+    }
+    if (prc != SIMPLEX_ERR_RECURSIVE_CALL) {
+        st->ping_bad++;
+        st->ping_rc = prc;
+    }
+    if (src != SIMPLEX_ERR_RECURSIVE_CALL) {
+        st->send_bad++;
+        st->send_rc = src;
+    }
+    if (nrc != SIMPLEX_ERR_RECURSIVE_CALL) {
+        st->next_event_bad++;
+        st->next_event_rc = nrc;
+    }
+    n = st->posted;
+    if (rc == 0 && n < CHAIN_N)
+        st->posted++;
+    pthread_mutex_unlock(&st->mu);
+    if (rc == 0 && n < CHAIN_N) {
+        char body[32];
+        int len = snprintf(body, sizeof body, "chain %d", n);
+        int r = simplex_client_send_async(st->c, st->server, st->sid, st->sl,
+                                          st->ssk, 0, (const uint8_t *)body,
+                                          (size_t)len, chain_done, st);
+        if (r != 0) {
+            pthread_mutex_lock(&st->mu);
+            st->post_fail++;
+            st->post_rc = r;
+            pthread_mutex_unlock(&st->mu);
+        }
+    }
+}
+
+static void test_async_from_callbacks(void **state)
+{
+    chain_state st;
+    simplex_client *rcv = new_client(NULL, NULL), *snd = new_client(NULL, NULL);
+    simplex_queue *q = NULL;
+    simplex_client_event *ev = NULL;
+    uint8_t spk[32], ssk[32];
+    (void)state;
+
+    memset(&st, 0, sizeof st);
+    pthread_mutex_init(&st.mu, NULL);
+    assert_int_equal(simplex_client_create_queue(rcv, &q, g_srv.addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+    assert_int_equal(simplex_client_secure_queue(rcv, q, spk), 0);
+    st.c = snd;
+    st.server = g_srv.addr;
+    st.sid = simplex_queue_sender_id(q, &st.sl);
+    st.ssk = ssk;
+    st.posted = 1;
+    assert_int_equal(simplex_client_send_async(snd, g_srv.addr, st.sid, st.sl,
+                                               ssk, 0,
+                                               (const uint8_t *)"chain 0", 7,
+                                               chain_done, &st),
+                     0);
+    for (int i = 0; i < CHAIN_N; i++) {
+        char text[32];
+        const uint8_t *mid;
+        size_t ml;
+        ev = wait_event(rcv, SIMPLEX_CLIENT_EVENT_MSG, 5000);
+        snprintf(text, sizeof text, "chain %d", i);
+        check_body(ev, text);
+        mid = simplex_client_event_msg_id(ev, &ml);
+        assert_int_equal(simplex_client_ack(rcv, q, mid, ml), 0);
+        simplex_client_event_free(ev);
+    }
+    if (!wait_count(&st.mu, &st.done_calls, CHAIN_N, 5000))
+        fail_msg("%d completions of %d", read_count(&st.mu, &st.done_calls),
+                 CHAIN_N);
+    /* the refused synchronous SENDs did not send anything */
+    assert_int_equal(simplex_client_next_event(rcv, 200, &ev),
+                     SIMPLEX_ERR_TIMEOUT);
+    pthread_mutex_lock(&st.mu);
+    if (st.fail_rc)
+        fail_msg("a SEND failed: %d \"%s\"", st.fail_rc, st.fail_err);
+    if (st.ping_bad)
+        fail_msg("ping from done: %d (%d times)", st.ping_rc, st.ping_bad);
+    if (st.send_bad)
+        fail_msg("send from done: %d (%d times)", st.send_rc, st.send_bad);
+    if (st.next_event_bad)
+        fail_msg("next_event from done: %d (%d times)", st.next_event_rc,
+                 st.next_event_bad);
+    assert_int_equal(st.post_fail, 0);
+    assert_int_equal(st.done_calls, CHAIN_N);
+    assert_int_equal(st.done_ok, CHAIN_N);
+    assert_int_equal(st.posted, CHAIN_N);
+    pthread_mutex_unlock(&st.mu);
+    /* the client still works from this thread */
+    assert_int_equal(simplex_client_ping(snd, g_srv.addr), 0);
+    assert_int_equal(simplex_client_delete(rcv, q), 0);
+    simplex_client_free(snd);
+    simplex_client_free(rcv);
+    assert_int_equal(st.done_calls, CHAIN_N);
+    simplex_queue_free(q);
+    pthread_mutex_destroy(&st.mu);
+}
+
+/* 4. simplex_client_free with commands outstanding: each completion runs
+ * exactly once, with an error; posting from such a completion is refused
+ * (SIMPLEX_ERR_CLOSED); nothing runs after free returned. */
+#define CLOSE_N 8
+
+typedef struct close_state close_state;
+
+typedef struct close_slot {
+    close_state *st;
+    int i;
+} close_slot;
+
+struct close_state {
+    pthread_mutex_t mu;
+    simplex_client *c;
+    const char *server;
+    uint8_t sid[24];
+    close_slot slot[CLOSE_N];
+    int calls_per[CLOSE_N];
+    int rc_of[CLOSE_N];
+    int calls;
+    int reposts, repost_bad, repost_rc;
+    int repost_done_calls;
+};
+
+static void close_repost_done(int rc, const char *error, void *ud)
+{
+    close_state *st = ud;
+    (void)rc;
+    (void)error;
+    pthread_mutex_lock(&st->mu);
+    st->repost_done_calls++;
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void close_done(int rc, const char *error, void *ud)
+{
+    close_slot *s = ud;
+    close_state *st = s->st;
+    (void)error;
+    pthread_mutex_lock(&st->mu);
+    st->calls++;
+    st->calls_per[s->i]++;
+    st->rc_of[s->i] = rc;
+    pthread_mutex_unlock(&st->mu);
+    if (rc == SIMPLEX_ERR_CLOSED) {
+        /* the client is being freed: nothing more is taken */
+        int r = simplex_client_send_async(st->c, st->server, st->sid,
+                                          sizeof st->sid, NULL, 0,
+                                          (const uint8_t *)"late", 4,
+                                          close_repost_done, st);
+        pthread_mutex_lock(&st->mu);
+        st->reposts++;
+        if (r != SIMPLEX_ERR_CLOSED) {
+            st->repost_bad++;
+            st->repost_rc = r;
+        }
+        pthread_mutex_unlock(&st->mu);
+    }
+}
+
+/* What the completions of close_run() must report. */
+enum { CLOSE_ANY_ERROR = 1, CLOSE_OK_OR_CLOSED = 2, CLOSE_ONLY_CLOSED = 3 };
+
+static int close_rc_ok(int expect, int rc)
+{
+    switch (expect) {
+    case CLOSE_ANY_ERROR:
+        return rc < 0;
+    case CLOSE_OK_OR_CLOSED:
+        return rc == 0 || rc == SIMPLEX_ERR_CLOSED;
+    default:
+        return rc == SIMPLEX_ERR_CLOSED;
+    }
+}
+
+/* Posts CLOSE_N SENDs to server on a new client and frees it (after
+ * settle_ms); checks the completions. Returns the time free took. */
+static long close_run(const char *server, const uint8_t *sid, int settle_ms,
+                      int expect, unsigned connect_timeout_ms)
+{
+    close_state *st = calloc(1, sizeof *st);
+    simplex_client_options o;
+    struct timespec t0;
+    long ms;
+    assert_non_null(st);
+    pthread_mutex_init(&st->mu, NULL);
+    assert_int_equal(simplex_client_options_init(&o,
+                                                 SIMPLEX_CLIENT_OPTIONS_VERSION),
+                     0);
+    o.connect_timeout_ms = connect_timeout_ms;
+    o.response_timeout_ms = 5000;
+    assert_int_equal(simplex_client_new(&st->c, &o), 0);
+    st->server = server;
+    if (sid)
+        memcpy(st->sid, sid, sizeof st->sid);
+    else
+        random_bytes(st->sid, sizeof st->sid);
+    for (int i = 0; i < CLOSE_N; i++) {
+        char body[16];
+        int n = snprintf(body, sizeof body, "close %d", i);
+        st->slot[i].st = st;
+        st->slot[i].i = i;
+        st->rc_of[i] = 12345;
+        assert_int_equal(simplex_client_send_async(st->c, server, st->sid,
+                                                   sizeof st->sid, NULL, 0,
+                                                   (const uint8_t *)body,
+                                                   (size_t)n, close_done,
+                                                   &st->slot[i]),
+                         0);
+    }
+    if (settle_ms)
+        sleep_ms(settle_ms);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    simplex_client_free(st->c);
+    ms = elapsed_ms(&t0);
+    /* every completion ran by now, exactly once */
+    pthread_mutex_lock(&st->mu);
+    for (int i = 0; i < CLOSE_N; i++) {
+        if (st->calls_per[i] != 1)
+            fail_msg("completion %d ran %d times", i, st->calls_per[i]);
+        if (!close_rc_ok(expect, st->rc_of[i]))
+            fail_msg("completion %d: rc %d (%s)", i, st->rc_of[i],
+                     expect == CLOSE_ANY_ERROR      ? "expected an error"
+                     : expect == CLOSE_OK_OR_CLOSED ? "expected 0 or CLOSED"
+                                                    : "expected CLOSED");
+    }
+    if (st->repost_bad)
+        fail_msg("send_async from a CLOSED completion returned %d",
+                 st->repost_rc);
+    if (expect == CLOSE_ONLY_CLOSED)
+        assert_int_equal(st->reposts, CLOSE_N);
+    pthread_mutex_unlock(&st->mu);
+    /* and nothing runs afterwards */
+    sleep_ms(100);
+    pthread_mutex_lock(&st->mu);
+    assert_int_equal(st->calls, CLOSE_N);
+    assert_int_equal(st->repost_done_calls, 0);
+    pthread_mutex_unlock(&st->mu);
+    pthread_mutex_destroy(&st->mu);
+    free(st);
+    return ms;
+}
+
+static void test_async_close(void **state)
+{
+    char addr[600];
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int lfd;
+    long ms;
+    (void)state;
+
+    /* a port nobody listens on: refused (or closed first) */
+    addr_with_port(addr, sizeof addr, free_port());
+    close_run(addr, NULL, 0, CLOSE_ANY_ERROR, 5000);
+    close_run(addr, NULL, 20, CLOSE_ANY_ERROR, 5000);
+
+    /* a host that accepts TCP but never answers TLS: the commands wait
+     * for the connection when the client is freed */
+    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(lfd >= 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+    addr_with_port(addr, sizeof addr, ntohs(sa.sin_port));
+    ms = close_run(addr, NULL, 0, CLOSE_ONLY_CLOSED, 5000);
+    assert_true(ms < 2000);
+    ms = close_run(addr, NULL, 50, CLOSE_ONLY_CLOSED, 5000);
+    assert_true(ms < 2000); /* not the connect timeout */
+    close(lfd);
+
+    /* the live server, a real queue: each one either went through or was
+     * closed, once */
+    {
+        simplex_client *rcv = new_client(NULL, NULL);
+        simplex_queue *q = NULL;
+        const uint8_t *sid;
+        size_t sl;
+        assert_int_equal(simplex_client_create_queue(rcv, &q, g_srv.addr, 0),
+                         0);
+        sid = simplex_queue_sender_id(q, &sl);
+        assert_int_equal(sl, 24);
+        close_run(g_srv.addr, sid, 0, CLOSE_OK_OR_CLOSED, 5000);
+        close_run(g_srv.addr, sid, 5, CLOSE_OK_OR_CLOSED, 5000);
+        assert_int_equal(simplex_client_delete(rcv, q), 0);
+        simplex_queue_free(q);
+        simplex_client_free(rcv);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1504,6 +2410,14 @@ int main(void)
                                         kill_leftover),
         cmocka_unit_test_setup_teardown(test_notification_errors,
                                         ensure_server, kill_leftover),
+        cmocka_unit_test_setup_teardown(test_async_pipeline, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_async_errors, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_async_from_callbacks,
+                                        ensure_server, kill_leftover),
+        cmocka_unit_test_setup_teardown(test_async_close, ensure_server,
+                                        kill_leftover),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
