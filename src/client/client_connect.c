@@ -257,6 +257,9 @@ void cl_step_tls(cl_conn *k, int64_t now)
     if (rc == 0)
         rc = sx_smp_session_start(k->sess, uniq, ulen, leaf, leaf_len,
                                   sx_tls_alpn_agreed(k->tls));
+    /* the blocks of one loop turn go out together (client_io.c) */
+    if (rc == 0)
+        rc = sx_tls_set_coalesce(k->tls, 1);
     sx_free(leaf);
     if (rc < 0) {
         cl_host_next(k, rc, "SMP session start failed", now);

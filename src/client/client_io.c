@@ -36,21 +36,28 @@ static int pump(cl_conn *k, int64_t now)
         if (cl_conn_drain(k, now))
             return 1;
     }
+    /* blocks are gathered by the TLS layer and sent together once the
+     * session has no more (or the gathering buffer is full) */
     for (;;) {
-        if (sx_tls_write_pending(k->tls)) {
+        int last = 0;
+        if (sx_tls_block_pending(k->tls)) {
             rc = sx_tls_flush(k->tls);
         } else {
             uint8_t out[SX_SMP_BLOCK_SIZE];
             rc = sx_smp_session_next_block(k->sess, out, (uint64_t)now);
-            if (rc == 0)
-                break;
             if (rc < 0) {
                 if (cl_conn_drain(k, now))
                     return 1;
                 cl_conn_fail(k, rc, "SMP session failed", now);
                 return 1;
             }
-            rc = sx_tls_write_block(k->tls, out, sizeof out);
+            if (rc == 0) {
+                last = 1;
+                rc = sx_tls_write_pending(k->tls) ? sx_tls_flush(k->tls)
+                                                  : SX_TLS_OK;
+            } else {
+                rc = sx_tls_write_block(k->tls, out, sizeof out);
+            }
         }
         if (rc == SX_TLS_WANT_READ || rc == SX_TLS_WANT_WRITE)
             break;
@@ -58,6 +65,8 @@ static int pump(cl_conn *k, int64_t now)
             cl_conn_fail(k, SIMPLEX_ERR_CLOSED, "connection lost", now);
             return 1;
         }
+        if (last)
+            break;
     }
     return 0;
 }

@@ -71,6 +71,12 @@ struct sx_tls_conn {
     size_t finished_len;
     int alpn_agreed;
 
+    /* coalescing (sx_tls_set_coalesce): records OpenSSL writes are
+     * gathered here and sent by sx_tls_push(), several per send() */
+    int coalesce;
+    uint8_t *obuf;
+    size_t olen, ooff;
+
     size_t rlen; /* bytes of the block being read */
     size_t wlen; /* bytes of the pending block, 0 when none */
     size_t woff; /* bytes of it already sent */
@@ -333,6 +339,29 @@ static int verify_cb(X509_STORE_CTX *xs, void *arg)
 
 /* ---- a socket BIO that never raises SIGPIPE ---- */
 
+/* four 16 KB records and their overhead */
+#define OBUF_CAP (4 * (16384 + 512))
+
+/* Sends the gathered records: 0 when all went, 1 when the socket is
+ * full, -1 on a socket error (c->sys_errno). */
+static int obuf_send(sx_tls_conn *c)
+{
+    while (c->ooff < c->olen) {
+        int st;
+        long n = sx_net_send(c->fd, c->obuf + c->ooff, c->olen - c->ooff, &st);
+        if (n > 0) {
+            c->ooff += (size_t)n;
+            continue;
+        }
+        if (st == SX_NET_AGAIN)
+            return 1;
+        c->sys_errno = errno;
+        return -1;
+    }
+    c->olen = c->ooff = 0;
+    return 0;
+}
+
 static int bio_write(BIO *b, const char *buf, int len)
 {
     sx_tls_conn *c = BIO_get_data(b);
@@ -341,6 +370,29 @@ static int bio_write(BIO *b, const char *buf, int len)
     BIO_clear_retry_flags(b);
     if (!c || c->fd < 0 || len < 0)
         return -1;
+    if (c->coalesce && c->obuf) {
+        size_t l = (size_t)len;
+        if (c->olen + l > OBUF_CAP) {
+            int r = obuf_send(c);
+            if (r < 0)
+                return -1;
+            if (c->ooff > 0) { /* keep the unsent tail at the start */
+                memmove(c->obuf, c->obuf + c->ooff, c->olen - c->ooff);
+                c->olen -= c->ooff;
+                c->ooff = 0;
+            }
+        }
+        if (c->olen + l <= OBUF_CAP) {
+            memcpy(c->obuf + c->olen, buf, l);
+            c->olen += l;
+            return len;
+        }
+        if (c->olen > 0) {
+            BIO_set_retry_write(b);
+            return -1;
+        }
+        /* larger than the buffer and nothing gathered: straight out */
+    }
     n = sx_net_send(c->fd, buf, (size_t)len, &st);
     if (n > 0)
         return (int)n;
@@ -1000,14 +1052,33 @@ int sx_tls_read_block(sx_tls_conn *c, uint8_t *out, size_t cap)
     return SX_TLS_OK;
 }
 
+/* Sends the gathered records: SX_TLS_OK, WANT_WRITE or a failure. */
+static int push_gathered(sx_tls_conn *c)
+{
+    int r;
+    if (c->olen <= c->ooff)
+        return SX_TLS_OK;
+    r = obuf_send(c);
+    if (r < 0)
+        return fail(c, SX_TLS_R_IO);
+    if (r > 0) {
+        c->write_want = SX_TLS_WANT_WRITE;
+        return SX_TLS_WANT_WRITE;
+    }
+    return SX_TLS_OK;
+}
+
 int sx_tls_flush(sx_tls_conn *c)
 {
+    int rc;
     if (!c)
         return SIMPLEX_ERR_INVALID_ARG;
     if (c->state == ST_FAILED)
         return failed_result(c);
     if (c->state != ST_OPEN)
         return SIMPLEX_ERR_INVALID_ARG;
+    if ((rc = push_gathered(c)) != SX_TLS_OK)
+        return rc;
     while (c->woff < c->wlen) {
         size_t n = 0;
         int ret;
@@ -1018,14 +1089,17 @@ int sx_tls_flush(sx_tls_conn *c)
             continue;
         }
         ret = ssl_result(c, 0, SX_TLS_R_PROTOCOL);
-        if (ret > 0) {
+        if (ret > 0)
             c->write_want = ret;
-            return ret;
-        }
         return ret;
     }
-    sx_memzero(c->wbuf, c->wlen);
-    c->wlen = c->woff = 0;
+    if (c->wlen) {
+        sx_memzero(c->wbuf, c->wlen);
+        c->wlen = c->woff = 0;
+        /* the rest of the block may have been gathered */
+        if ((rc = push_gathered(c)) != SX_TLS_OK)
+            return rc;
+    }
     c->write_want = 0;
     return SX_TLS_OK;
 }
@@ -1071,7 +1145,27 @@ int sx_tls_write_block(sx_tls_conn *c, const uint8_t *block, size_t len)
 
 int sx_tls_write_pending(const sx_tls_conn *c)
 {
+    return c && (c->wlen != 0 || c->olen > c->ooff);
+}
+
+int sx_tls_block_pending(const sx_tls_conn *c)
+{
     return c && c->wlen != 0;
+}
+
+int sx_tls_set_coalesce(sx_tls_conn *c, int on)
+{
+    if (!c || c->state != ST_OPEN)
+        return SIMPLEX_ERR_INVALID_ARG;
+    if (on && !c->obuf) {
+        c->obuf = sx_malloc(OBUF_CAP);
+        if (!c->obuf)
+            return SIMPLEX_ERR_NOMEM;
+    }
+    if (!on && c->olen > c->ooff)
+        return SIMPLEX_ERR_ALREADY; /* push first */
+    c->coalesce = on != 0;
+    return SIMPLEX_OK;
 }
 
 void sx_tls_close(sx_tls_conn *c)
@@ -1082,6 +1176,8 @@ void sx_tls_close(sx_tls_conn *c)
         ERR_clear_error();
         (void)SSL_shutdown(c->ssl); /* close_notify, never waits */
         ERR_clear_error();
+        if (c->coalesce && c->obuf)
+            (void)obuf_send(c); /* best effort, as the direct write */
     }
     if (c->state != ST_FAILED)
         c->state = ST_CLOSED;
@@ -1098,6 +1194,9 @@ void sx_tls_free(sx_tls_conn *c)
     sx_tls_close(c);
     SSL_free(c->ssl); /* frees the BIO too */
     c->ssl = NULL;
+    if (c->obuf)
+        sx_free_secret(c->obuf, OBUF_CAP);
+    c->obuf = NULL;
     ERR_clear_error();
     sx_free_secret(c, sizeof *c);
 }
@@ -1190,6 +1289,8 @@ int sx_tls_write_block_sync(sx_tls_conn *c, const uint8_t *block, size_t len,
 {
     int64_t deadline = timeout_ms < 0 ? -1 : sx_net_now_ms() + timeout_ms;
     int rc = sx_tls_write_block(c, block, len);
+    if (rc == SX_TLS_OK && sx_tls_write_pending(c))
+        rc = sx_tls_flush(c); /* coalescing: gathered, not sent yet */
     while (rc > 0) {
         rc = sx_tls_wait(c, rc, remaining(deadline));
         if (rc == 1)

@@ -179,10 +179,23 @@ int sx_tls_read_block(sx_tls_conn *c, uint8_t *out, size_t cap);
  * when an earlier block is still pending.
  */
 int sx_tls_write_block(sx_tls_conn *c, const uint8_t *block, size_t len);
-/* Sends what is pending: SX_TLS_OK when nothing is left, WANT_*, or error. */
+/* Sends what is pending: SX_TLS_OK when nothing is left, WANT_*, or error.
+ * With coalescing, this is also what sends the gathered records. */
 int sx_tls_flush(sx_tls_conn *c);
-/* Non-zero while part of a block waits to be sent. */
+/*
+ * Coalescing (off by default; only on an open connection): the records of
+ * the blocks written are gathered (up to four blocks' worth) instead of
+ * sent one send() each; sx_tls_flush() sends them, and
+ * sx_tls_write_pending() is true until it has. A caller writing several
+ * blocks in a row calls sx_tls_flush() after the last one. Turning it off
+ * with records still gathered: SIMPLEX_ERR_ALREADY.
+ */
+int sx_tls_set_coalesce(sx_tls_conn *c, int on);
+/* Non-zero while part of a block (or gathered records) waits to be sent. */
 int sx_tls_write_pending(const sx_tls_conn *c);
+/* Non-zero while a block sx_tls_write_block() could not take whole is
+ * pending (no further block is taken until sx_tls_flush() finished it). */
+int sx_tls_block_pending(const sx_tls_conn *c);
 
 /* Sends close_notify (best effort, never waits) and closes the socket. */
 void sx_tls_close(sx_tls_conn *c);

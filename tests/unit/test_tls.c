@@ -811,7 +811,9 @@ static void test_tls12(void **state)
 
 /* ---- the non-blocking API under poll() ---- */
 
-static void test_nonblocking_pipeline(void **state)
+/* Blocks written and echoed through poll(); with coalesce the records of
+ * consecutive blocks are gathered and sent together by sx_tls_flush(). */
+static void nonblocking_pipeline(int coalesce)
 {
     enum { NB = 24 };
     chain ch;
@@ -819,7 +821,6 @@ static void test_nonblocking_pipeline(void **state)
     sx_tls_conn *c = NULL;
     uint8_t *b = malloc(BLOCK), *r = malloc(BLOCK);
     int sent = 0, got = 0, rc, rounds = 0, partial = 0, waits = 0;
-    (void)state;
 
     assert_non_null(b);
     assert_non_null(r);
@@ -843,6 +844,8 @@ static void test_nonblocking_pipeline(void **state)
     }
     assert_int_equal(rc, SX_TLS_OK);
     assert_int_equal(sx_tls_timeout_ms(c), -1);
+    if (coalesce)
+        assert_int_equal(sx_tls_set_coalesce(c, 1), SIMPLEX_OK);
     /* a small send buffer: blocks go out by pieces */
     {
         int small = 4096;
@@ -857,7 +860,7 @@ static void test_nonblocking_pipeline(void **state)
         int progress = 0;
         /* send while the socket takes it */
         for (;;) {
-            if (sx_tls_write_pending(c)) {
+            if (coalesce ? sx_tls_block_pending(c) : sx_tls_write_pending(c)) {
                 assert_int_equal(sx_tls_write_block(c, b, BLOCK),
                                  SIMPLEX_ERR_ALREADY);
                 rc = sx_tls_flush(c);
@@ -876,6 +879,16 @@ static void test_nonblocking_pipeline(void **state)
             sent++;
             progress = 1;
         }
+        /* gathered records go out on flush */
+        if (coalesce && sx_tls_write_pending(c) && !sx_tls_block_pending(c)) {
+            rc = sx_tls_flush(c);
+            assert_true(rc >= 0);
+            if (rc > 0)
+                partial++;
+            progress = 1;
+        }
+        if (!coalesce)
+            assert_int_equal(sx_tls_block_pending(c), sx_tls_write_pending(c));
         /* take every whole block there is */
         for (;;) {
             rc = sx_tls_read_block(c, r, BLOCK);
@@ -907,6 +920,82 @@ static void test_nonblocking_pipeline(void **state)
     sx_tls_free(c);
     server_join(&s);
     assert_int_equal(s.blocks_echoed, NB);
+    free_chain(&ch);
+    free(b);
+    free(r);
+}
+
+static void test_nonblocking_pipeline(void **state)
+{
+    (void)state;
+    nonblocking_pipeline(0);
+}
+
+static void test_nonblocking_coalesced(void **state)
+{
+    (void)state;
+    nonblocking_pipeline(1);
+}
+
+/* Coalescing: blocks written in a row are gathered, none reaches the peer
+ * before the flush, and all arrive in order after it; turning it off with
+ * records gathered is refused; only on an open connection. */
+static void test_coalesce_gathers(void **state)
+{
+    chain ch;
+    server s;
+    sx_tls_conn *c = NULL;
+    uint8_t *b = malloc(BLOCK), *r = malloc(BLOCK);
+    (void)state;
+    assert_non_null(b);
+    assert_non_null(r);
+    assert_int_equal(sx_tls_set_coalesce(NULL, 1), SIMPLEX_ERR_INVALID_ARG);
+    make_chain(&ch, 2, 1, CH_GOOD);
+    server_start(&s, &ch, SRV_ECHO);
+    assert_int_equal(connect_to(&s, ch.id_hash, &c, NULL), SIMPLEX_OK);
+    assert_int_equal(sx_tls_set_coalesce(c, 1), SIMPLEX_OK);
+    for (unsigned i = 0; i < 3; i++) {
+        fill_block(b, 100 + i);
+        assert_int_equal(sx_tls_write_block(c, b, BLOCK), SX_TLS_OK);
+        assert_true(sx_tls_write_pending(c));
+        assert_false(sx_tls_block_pending(c));
+    }
+    /* nothing was sent: no echo can come (the socket may still show
+     * the server's post-handshake messages) */
+    usleep(200 * 1000);
+    assert_int_equal(sx_tls_read_block(c, r, BLOCK), SX_TLS_WANT_READ);
+    assert_int_equal(sx_tls_set_coalesce(c, 0), SIMPLEX_ERR_ALREADY);
+    assert_int_equal(sx_tls_flush(c), SX_TLS_OK);
+    assert_false(sx_tls_write_pending(c));
+    for (unsigned i = 0; i < 3; i++) {
+        fill_block(b, 100 + i);
+        assert_int_equal(sx_tls_read_block_sync(c, r, BLOCK, 5000), SX_TLS_OK);
+        assert_memory_equal(r, b, BLOCK);
+    }
+    /* more than the gathering buffer holds: the first blocks are sent
+     * when it fills, the rest on flush; the sync write flushes itself */
+    for (unsigned i = 0; i < 9; i++) {
+        fill_block(b, 200 + i);
+        assert_int_equal(sx_tls_write_block(c, b, BLOCK), SX_TLS_OK);
+    }
+    fill_block(b, 209);
+    assert_int_equal(sx_tls_write_block_sync(c, b, BLOCK, 5000), SX_TLS_OK);
+    assert_false(sx_tls_write_pending(c));
+    for (unsigned i = 0; i < 10; i++) {
+        fill_block(b, 200 + i);
+        assert_int_equal(sx_tls_read_block_sync(c, r, BLOCK, 5000), SX_TLS_OK);
+        assert_memory_equal(r, b, BLOCK);
+    }
+    assert_int_equal(sx_tls_set_coalesce(c, 0), SIMPLEX_OK);
+    fill_block(b, 7);
+    assert_int_equal(sx_tls_write_block(c, b, BLOCK), SX_TLS_OK);
+    assert_false(sx_tls_write_pending(c)); /* straight out again */
+    assert_int_equal(sx_tls_read_block_sync(c, r, BLOCK, 5000), SX_TLS_OK);
+    assert_memory_equal(r, b, BLOCK);
+    sx_tls_close(c);
+    server_join(&s);
+    sx_tls_free(c);
+    assert_int_equal(s.blocks_echoed, 14);
     free_chain(&ch);
     free(b);
     free(r);
@@ -1263,6 +1352,8 @@ int main(void)
         cmocka_unit_test(test_no_alpn_and_sni),
         cmocka_unit_test(test_tls12),
         cmocka_unit_test(test_nonblocking_pipeline),
+        cmocka_unit_test(test_nonblocking_coalesced),
+        cmocka_unit_test(test_coalesce_gathers),
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_unresolvable_name),
         cmocka_unit_test(test_ipv6_and_names),
