@@ -58,6 +58,10 @@ struct simplex_client_event {
     unsigned flags;
     uint8_t *body;
     size_t body_len;
+    /* when set, body points into this buffer (the decrypted MSG, kept
+     * instead of copying the body out of it) and it is what is freed */
+    uint8_t *body_buf;
+    size_t body_buf_len;
     int error;
     char *message;
     uint8_t nonce[24];          /* NMSG */

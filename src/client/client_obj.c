@@ -83,14 +83,12 @@ int cl_event_from_msg(simplex_client_event **out, const char *server,
         ev->ts = b.ts;
         ev->flags = b.notification ? SIMPLEX_CLIENT_MSG_NOTIFICATION : 0;
         if (b.body.n) {
-            ev->body = sx_malloc(b.body.n);
-            if (!ev->body) {
-                sx_free_secret(plain_buf, m->body.n);
-                simplex_client_event_free(ev);
-                return SIMPLEX_ERR_NOMEM;
-            }
-            memcpy(ev->body, b.body.p, b.body.n);
+            /* the body stays where it was decrypted */
+            ev->body = (uint8_t *)(uintptr_t)b.body.p;
             ev->body_len = b.body.n;
+            ev->body_buf = plain_buf;
+            ev->body_buf_len = m->body.n;
+            plain_buf = NULL;
         }
     }
     sx_free_secret(plain_buf, m->body.n);
@@ -213,7 +211,10 @@ void simplex_client_event_free(simplex_client_event *ev)
     if (!ev)
         return;
     sx_free(ev->server);
-    sx_free_secret(ev->body, ev->body_len);
+    if (ev->body_buf)
+        sx_free_secret(ev->body_buf, ev->body_buf_len);
+    else
+        sx_free_secret(ev->body, ev->body_len);
     sx_free(ev->message);
     sx_free_secret(ev, sizeof *ev);
 }
