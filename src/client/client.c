@@ -129,6 +129,11 @@ static void client_release(simplex_client *c)
         close(c->wake_fd[1]);
     sx_tls_ctx_free(c->tls_ctx);
     cl_relays_free(c);
+    while (c->async_cache) {
+        cl_req *r = c->async_cache;
+        c->async_cache = r->next;
+        sx_free(r);
+    }
     sx_free(c->proxy_host);
     if (c->proxy_user)
         sx_free_secret(c->proxy_user, strlen(c->proxy_user));
@@ -687,13 +692,33 @@ typedef struct cl_async {
     /* then the server text and the body */
 } cl_async;
 
+/* Allocations for a server text and a body up to these sizes are kept
+ * for reuse, at most ASYNC_CACHE_MAX of them (about 1 MB) per client. */
+#define ASYNC_BIG_TEXT 512
+#define ASYNC_BIG_BODY SX_SMP_BLOCK_SIZE
+#define ASYNC_BIG (sizeof(cl_async) + ASYNC_BIG_TEXT + ASYNC_BIG_BODY)
+#define ASYNC_CACHE_MAX 64
+
 static cl_async *async_new(simplex_client *c, cl_op op, const char *server,
                            size_t body_len, simplex_client_done_cb done,
                            void *ud, int *rc)
 {
     size_t sl = strlen(server) + 1, n = sizeof(cl_async) + sl + body_len;
-    cl_async *a = sx_malloc(n);
+    cl_async *a = NULL;
     char *text;
+    if (body_len >= 4096 && sl <= ASYNC_BIG_TEXT &&
+        body_len <= ASYNC_BIG_BODY) {
+        n = ASYNC_BIG;
+        pthread_mutex_lock(&c->mu);
+        if (c->async_cache) {
+            a = (cl_async *)c->async_cache;
+            c->async_cache = a->r.next;
+            c->async_cached--;
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (!a)
+        a = sx_malloc(n);
     if (!a) {
         *rc = SIMPLEX_ERR_NOMEM;
         return NULL;
@@ -713,11 +738,31 @@ static cl_async *async_new(simplex_client *c, cl_op op, const char *server,
     return a;
 }
 
+/* Wipes a (it held keys and a message) and frees or caches it. */
+static void async_free(simplex_client *c, cl_async *a)
+{
+    size_t n = a->r.alloc_len;
+    /* what was written of it: the request, the server text, the body */
+    sx_memzero(a, sizeof *a + strlen((const char *)(a + 1)) + 1 +
+                      a->r.body_len);
+    if (n == ASYNC_BIG) {
+        pthread_mutex_lock(&c->mu);
+        if (c->async_cached < ASYNC_CACHE_MAX && !c->stopping) {
+            a->r.next = c->async_cache;
+            c->async_cache = &a->r;
+            c->async_cached++;
+            a = NULL;
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    sx_free(a);
+}
+
 static int async_post(simplex_client *c, cl_async *a)
 {
     int rc = post(c, &a->r);
     if (rc) {
-        sx_free_secret(a, a->r.alloc_len);
+        async_free(c, a);
         return fail(c, rc, "the client is closing");
     }
     return 0;
@@ -742,7 +787,7 @@ void cl_async_finish(simplex_client *c, cl_req *r, int rc, const char *err)
             cl_emit(c, ev);
         }
     }
-    sx_free_secret(a, r->alloc_len);
+    async_free(c, a);
 }
 
 int simplex_client_send_async(simplex_client *c, const char *server,

@@ -248,6 +248,11 @@ struct simplex_client {
     char last_err[256];         /* under mu */
     cl_conn *conns;             /* I/O thread only */
     struct cl_relay *relays;    /* under mu: proxied relay sessions */
+    /* asynchronous requests with a large body reuse their allocations
+     * (client.c): a pipeline of 16 KB SENDs otherwise has the allocator
+     * return and fault in fresh pages for every message */
+    struct cl_req *async_cache; /* under mu */
+    size_t async_cached;
 };
 
 /* client_loop.c */
