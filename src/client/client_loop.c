@@ -164,13 +164,18 @@ void *cl_loop_main(void *arg)
                 n++;
             }
         }
-        now = cl_now();
         /* requests posted from callbacks during this turn (no wake-up
-         * was written for them) */
-        pthread_mutex_lock(&c->mu);
-        if (c->inbox)
-            next = now;
-        pthread_mutex_unlock(&c->mu);
+         * was written for them): straight to the next turn, which steps
+         * every connection anyway */
+        {
+            int again;
+            pthread_mutex_lock(&c->mu);
+            again = c->inbox != NULL && !c->stopping;
+            pthread_mutex_unlock(&c->mu);
+            if (again)
+                continue;
+        }
+        now = cl_now();
         if (next < 0)
             timeout = -1;
         else if (next <= now)
