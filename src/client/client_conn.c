@@ -515,8 +515,12 @@ static void submit_req(cl_conn *k, cl_req *r, int64_t now)
         cl_req_finish(k->client, r, 0, "%s", "");
         return;
     }
-    r->n_left = r->n_items;
-    for (i = 0; i < r->n_items; i++) {
+    /* r is finished (and, when asynchronous, freed) by the failure of
+     * its last item if every one failed: nothing of it is read after
+     * that, hence the count kept here */
+    size_t n = r->n_items;
+    r->n_left = n;
+    for (i = 0; i < n; i++) {
         int rc = submit_item(k, r, &r->items[i], now);
         if (rc < 0) {
             char why[96];
