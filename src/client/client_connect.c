@@ -80,9 +80,19 @@ static void start_host(cl_conn *k, int64_t now)
     h = &k->addr.hosts[k->host_idx];
     k->deadline = now + c->opts.connect_timeout_ms;
     if (c->proxy_host) {
+        /* a proxy given by name resolves on a helper thread: the result
+         * comes from cl_step_tcp() */
         rc = sx_net_connector_start(&k->tcp, c->proxy_host, c->proxy_port);
+        if (rc == SX_NET_E_NOMEM) {
+            cl_host_next(k, SIMPLEX_ERR_NOMEM, "out of memory", now);
+            return;
+        }
         if (rc != SX_NET_OK) {
-            cl_host_next(k, SIMPLEX_ERR_PROXY, "SOCKS5 proxy unreachable", now);
+            cl_host_next(k, SIMPLEX_ERR_PROXY,
+                         rc == SX_NET_E_RESOLVE
+                             ? "SOCKS5 proxy host did not resolve"
+                             : "SOCKS5 proxy unreachable",
+                         now);
             return;
         }
         k->state = CL_C_TCP;
@@ -154,6 +164,15 @@ void cl_step_tcp(cl_conn *k, int64_t now)
     int rc = sx_net_connector_step(k->tcp);
     if (rc == SX_NET_AGAIN)
         return;
+    if (rc == SX_NET_E_RESOLVE) {
+        cl_host_next(k, SIMPLEX_ERR_PROXY, "SOCKS5 proxy host did not resolve",
+                     now);
+        return;
+    }
+    if (rc == SX_NET_E_NOMEM) {
+        cl_host_next(k, SIMPLEX_ERR_NOMEM, "out of memory", now);
+        return;
+    }
     if (rc != SX_NET_OK) {
         cl_host_next(k, SIMPLEX_ERR_PROXY, "SOCKS5 proxy refused the connection",
                   now);

@@ -130,7 +130,8 @@ int cl_conn_poll(cl_conn *k, short *events, int64_t *deadline)
         *deadline = k->reconnect_at;
         return -1;
     case CL_C_TCP:
-        *events = POLLOUT;
+        /* POLLIN while the proxy's name resolves, POLLOUT while connecting */
+        *events = sx_net_connector_events(k->tcp);
         *deadline = k->deadline;
         return sx_net_connector_fd(k->tcp);
     case CL_C_SOCKS: {

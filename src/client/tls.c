@@ -34,7 +34,7 @@ struct sx_tls_ctx {
 };
 
 enum conn_state {
-    ST_CONNECTING = 1, /* TCP connect in progress */
+    ST_CONNECTING = 1, /* name resolution or TCP connect in progress */
     ST_HANDSHAKE,      /* TLS handshake in progress */
     ST_OPEN,
     ST_CLOSED, /* closed by us */
@@ -649,7 +649,10 @@ int sx_tls_connect_start(sx_tls_conn **out, sx_tls_ctx *ctx, const char *host,
                                 port ? port : SX_TLS_DEFAULT_PORT);
     switch (rc) {
     case SX_NET_OK:
-        if (sx_net_connector_fd(c->connector) >= 0 &&
+        /* a connect under way may have completed already (loopback);
+         * a name being resolved is left alone: its outcome, good or bad,
+         * comes from sx_tls_step() */
+        if (sx_net_connector_events(c->connector) == POLLOUT &&
             sx_net_connector_step(c->connector) == SX_NET_OK) {
             rc = tcp_connected(c);
             if (rc < 0)
@@ -796,13 +799,18 @@ int sx_tls_step(sx_tls_conn *c)
     if (c->state == ST_CONNECTING) {
         rc = sx_net_connector_step(c->connector);
         if (rc == SX_NET_AGAIN) {
-            c->hs_want = SX_TLS_WANT_WRITE;
-            return SX_TLS_WANT_WRITE;
+            /* resolving: the connector's fd turns readable when done */
+            c->hs_want = sx_net_connector_events(c->connector) == POLLIN
+                             ? SX_TLS_WANT_READ
+                             : SX_TLS_WANT_WRITE;
+            return c->hs_want;
         }
         if (rc != SX_NET_OK) {
             c->sys_errno = sx_net_connector_last_errno(c->connector);
-            return fail(c, rc == SX_NET_E_CONNECT ? SX_TLS_R_CONNECT
-                                                  : SX_TLS_R_IO);
+            return fail(c, rc == SX_NET_E_CONNECT   ? SX_TLS_R_CONNECT
+                           : rc == SX_NET_E_RESOLVE ? SX_TLS_R_RESOLVE
+                           : rc == SX_NET_E_NOMEM   ? SX_TLS_R_NOMEM
+                                                    : SX_TLS_R_IO);
         }
         rc = tcp_connected(c);
         if (rc < 0)
@@ -836,7 +844,7 @@ short sx_tls_poll_events(const sx_tls_conn *c)
         return 0;
     switch (c->state) {
     case ST_CONNECTING:
-        return POLLOUT;
+        return sx_net_connector_events(c->connector);
     case ST_HANDSHAKE:
         return want_events(c->hs_want ? c->hs_want : SX_TLS_WANT_READ);
     case ST_OPEN:

@@ -6,8 +6,8 @@
  * signatures, X25519/X448 groups, no session resumption, no renegotiation,
  * no system CA store. Each sx_tls_conn is one connection to one server:
  *
- *   sx_tls_connect_start()  resolve (blocking getaddrinfo), start a
- *                           non-blocking TCP connect
+ *   sx_tls_connect_start()  start resolving (a name: on a helper
+ *                           thread, never blocking) and connecting
  *   sx_tls_step()           drive connect + handshake; returns 0 when open,
  *                           SX_TLS_WANT_READ / SX_TLS_WANT_WRITE while the
  *                           caller must wait on sx_tls_fd() (events from
@@ -98,8 +98,13 @@ typedef struct sx_tls_conn sx_tls_conn;
  * Starts connecting to host:port (port 0: 5223). host is a DNS name or an
  * IPv4/IPv6 literal (brackets allowed). key_hash is the 32-byte server
  * identity from the address. opts may be NULL. On success *out must then be
- * driven with sx_tls_step(). Resolution failures and an immediate
- * connection failure on every address are reported here; *out is then NULL.
+ * driven with sx_tls_step(). Returns at once: a host name is resolved on a
+ * helper thread meanwhile (sx_tls_step() then returns SX_TLS_WANT_READ,
+ * and the connect deadline covers the resolution), and its failure comes
+ * from sx_tls_step() (SIMPLEX_ERR_RESOLVE, reason RESOLVE). A resolution
+ * failure known at once (no helper thread could be started, the name was
+ * resolved here) and an immediate connection failure on every address are
+ * reported here; *out is then NULL.
  */
 int sx_tls_connect_start(sx_tls_conn **out, sx_tls_ctx *ctx, const char *host,
                          uint16_t port,
@@ -116,11 +121,14 @@ int sx_tls_connect_fd(sx_tls_conn **out, sx_tls_ctx *ctx, int fd,
                       const uint8_t key_hash[SIMPLEX_KEY_HASH_BYTES],
                       const sx_tls_options *opts);
 
-/* Drives connect + handshake: SX_TLS_OK once open, WANT_* or an error. */
+/* Drives resolution + connect + handshake: SX_TLS_OK once open, WANT_*
+ * (WANT_READ while the name resolves, WANT_WRITE while TCP connects) or
+ * an error. */
 int sx_tls_step(sx_tls_conn *c);
 
-/* The socket to poll (-1 when there is none). May change while
- * connecting (each address gets its own socket): fetch it after every call. */
+/* The descriptor to poll (-1 when there is none). May change while
+ * connecting (while a name resolves it is not a socket, then each address
+ * gets its own socket): fetch it after every call. */
 int sx_tls_fd(const sx_tls_conn *c);
 /* POLLIN/POLLOUT bits the connection waits for (0 when none). */
 short sx_tls_poll_events(const sx_tls_conn *c);

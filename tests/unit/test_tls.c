@@ -15,11 +15,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -30,6 +33,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "client/net.h"
 #include "client/tls.h"
 #include "simplex/simplex.h"
 
@@ -1136,6 +1140,195 @@ static void test_ipv6_and_names(void **state)
     free_chain(&ch);
 }
 
+/* ---- host names resolved off the caller's thread ---- */
+
+static atomic_int g_slow_delay_ms; /* how long slow_resolver sleeps */
+static atomic_int g_slow_entered;  /* calls that began */
+static atomic_int g_slow_finished; /* calls that returned */
+
+static int64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void ms_sleep(int ms)
+{
+    struct timespec ts;
+    ts.tv_sec = ms / 1000;
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* A resolver (run on the library's helper thread) that sleeps, then
+ * resolves "slow.test" to 127.0.0.1 and nothing else. */
+static int slow_resolver(const char *host, const char *port,
+                         const struct addrinfo *hints, struct addrinfo **res)
+{
+    struct addrinfo h = *hints;
+    int rc;
+    atomic_fetch_add(&g_slow_entered, 1);
+    ms_sleep(atomic_load(&g_slow_delay_ms));
+    if (strcmp(host, "slow.test") == 0) {
+        h.ai_flags |= AI_NUMERICHOST;
+        rc = getaddrinfo("127.0.0.1", port, &h, res);
+    } else {
+        rc = EAI_NONAME;
+    }
+    atomic_fetch_add(&g_slow_finished, 1);
+    return rc;
+}
+
+static void slow_resolver_install(int delay_ms)
+{
+    atomic_store(&g_slow_delay_ms, delay_ms);
+    atomic_store(&g_slow_entered, 0);
+    atomic_store(&g_slow_finished, 0);
+    sx_net_set_resolver(slow_resolver);
+}
+
+/* A name that takes 1.5 s to resolve: connect_start returns at once, the
+ * connection waits for readability meanwhile and then completes through
+ * the usual poll/step loop; a name that does not resolve fails in step. */
+static void test_slow_name_async(void **state)
+{
+    chain ch;
+    server s;
+    sx_tls_conn *c = NULL;
+    uint8_t *b = malloc(BLOCK), *r = malloc(BLOCK);
+    int64_t t0, t1;
+    int rc, rounds = 0, resolving_rounds = 0;
+    (void)state;
+    assert_non_null(b);
+    assert_non_null(r);
+    make_chain(&ch, 2, 0, CH_GOOD);
+    server_start(&s, &ch, SRV_ECHO);
+    server_run(&s);
+    slow_resolver_install(1500);
+
+    t0 = ms_now();
+    rc = sx_tls_connect_start(&c, g_ctx, "slow.test", s.port, ch.id_hash,
+                              NULL);
+    t1 = ms_now();
+    assert_int_equal(rc, SIMPLEX_OK);
+    assert_non_null(c);
+    assert_true(t1 - t0 < 100);
+    /* resolving: a descriptor that turns readable when done */
+    assert_true(sx_tls_fd(c) >= 0);
+    assert_int_equal(sx_tls_poll_events(c), POLLIN);
+    assert_int_equal(sx_tls_step(c), SX_TLS_WANT_READ);
+    assert_true(sx_tls_timeout_ms(c) > 0);
+    while ((rc = sx_tls_step(c)) > 0) {
+        struct pollfd p;
+        p.fd = sx_tls_fd(c);
+        p.events = sx_tls_poll_events(c);
+        p.revents = 0;
+        assert_true(p.fd >= 0);
+        assert_int_equal(p.events, rc == SX_TLS_WANT_READ ? POLLIN : POLLOUT);
+        if (atomic_load(&g_slow_finished) == 0) {
+            /* still in the resolver: nothing but the wait for it */
+            assert_int_equal(rc, SX_TLS_WANT_READ);
+            resolving_rounds++;
+        }
+        assert_true(poll(&p, 1, sx_tls_timeout_ms(c)) >= 0);
+        assert_true(++rounds < 1000);
+    }
+    t1 = ms_now();
+    assert_int_equal(rc, SX_TLS_OK);
+    assert_true(resolving_rounds >= 1);
+    assert_true(t1 - t0 >= 1400);
+    assert_int_equal(atomic_load(&g_slow_entered), 1);
+    assert_int_equal(atomic_load(&g_slow_finished), 1);
+    assert_true(sx_tls_alpn_agreed(c));
+    fill_block(b, 5);
+    assert_int_equal(sx_tls_write_block_sync(c, b, BLOCK, 5000), SX_TLS_OK);
+    assert_int_equal(sx_tls_read_block_sync(c, r, BLOCK, 5000), SX_TLS_OK);
+    assert_memory_equal(r, b, BLOCK);
+    sx_tls_free(c);
+    c = NULL;
+    server_join(&s);
+    assert_true(s.handshake_ok);
+    assert_int_equal(s.blocks_echoed, 1);
+
+    /* a name that does not resolve: the failure comes from step */
+    slow_resolver_install(100);
+    assert_int_equal(sx_tls_connect_start(&c, g_ctx, "nx.test", 5223,
+                                          ch.id_hash, NULL),
+                     SIMPLEX_OK);
+    while ((rc = sx_tls_step(c)) > 0)
+        assert_true(sx_tls_wait(c, rc, sx_tls_timeout_ms(c)) >= 0);
+    assert_int_equal(rc, SIMPLEX_ERR_RESOLVE);
+    assert_int_equal(sx_tls_last_reason(c), SX_TLS_R_RESOLVE);
+    assert_int_equal(sx_tls_step(c), SIMPLEX_ERR_RESOLVE);
+    sx_tls_free(c);
+    c = NULL;
+    /* and through the blocking helper */
+    assert_int_equal(sx_tls_connect_sync(&c, g_ctx, "nx.test", 5223,
+                                         ch.id_hash, NULL),
+                     SIMPLEX_ERR_RESOLVE);
+    assert_null(c);
+    /* one resolution per attempt */
+    assert_int_equal(atomic_load(&g_slow_entered), 2);
+
+    sx_net_set_resolver(NULL);
+    free_chain(&ch);
+    free(b);
+    free(r);
+}
+
+/* The connect deadline covers the resolution: it fails with TIMEOUT while
+ * the resolver still sleeps, and freeing the connection then is safe (the
+ * helper thread finishes later on its own). */
+static void test_slow_name_timeout(void **state)
+{
+    sx_tls_conn *c = NULL;
+    sx_tls_options o;
+    uint8_t kh[32] = {0};
+    uint16_t port;
+    int lfd = listen_loopback(&port);
+    int64_t t0, t1;
+    int rc;
+    (void)state;
+    slow_resolver_install(1500);
+    memset(&o, 0, sizeof o);
+    o.connect_timeout_ms = 300;
+    t0 = ms_now();
+    assert_int_equal(sx_tls_connect_start(&c, g_ctx, "slow.test", port, kh,
+                                          &o),
+                     SIMPLEX_OK);
+    assert_true(ms_now() - t0 < 100);
+    while ((rc = sx_tls_step(c)) > 0) {
+        assert_int_equal(rc, SX_TLS_WANT_READ);
+        assert_true(sx_tls_wait(c, rc, sx_tls_timeout_ms(c)) >= 0);
+    }
+    t1 = ms_now();
+    assert_int_equal(rc, SIMPLEX_ERR_TIMEOUT);
+    assert_int_equal(sx_tls_last_reason(c), SX_TLS_R_TIMEOUT);
+    assert_true(t1 - t0 >= 250 && t1 - t0 < 1200);
+    assert_int_equal(atomic_load(&g_slow_entered), 1);
+    assert_int_equal(atomic_load(&g_slow_finished), 0); /* still asleep */
+    sx_tls_free(c);
+
+    /* the same through the blocking helper */
+    t0 = ms_now();
+    assert_int_equal(sx_tls_connect_sync(&c, g_ctx, "slow.test", port, kh,
+                                         &o),
+                     SIMPLEX_ERR_TIMEOUT);
+    assert_null(c);
+    assert_true(ms_now() - t0 < 1200);
+    assert_int_equal(atomic_load(&g_slow_finished), 0);
+
+    /* both threads finish with nobody left to read their answer: they
+     * free what they share (ASan / valgrind would see any misuse) */
+    ms_sleep(2000);
+    assert_int_equal(atomic_load(&g_slow_entered), 2);
+    assert_int_equal(atomic_load(&g_slow_finished), 2);
+    sx_net_set_resolver(NULL);
+    close(lfd);
+}
+
 /* The handshake over a socket connected by someone else (SOCKS5 later). */
 static void test_connect_fd(void **state)
 {
@@ -1357,6 +1550,8 @@ int main(void)
         cmocka_unit_test(test_connection_refused),
         cmocka_unit_test(test_unresolvable_name),
         cmocka_unit_test(test_ipv6_and_names),
+        cmocka_unit_test(test_slow_name_async),
+        cmocka_unit_test(test_slow_name_timeout),
         cmocka_unit_test(test_connect_fd),
         cmocka_unit_test(test_handshake_timeout),
         cmocka_unit_test(test_server_closes_mid_block),
