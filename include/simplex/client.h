@@ -38,9 +38,13 @@
  *
  * Reconnection. When a connection with subscribed queues breaks, a DOWN
  * event is emitted and the client reconnects with exponential back-off and
- * jitter; once the session is up again it emits UP and resubscribes every
- * queue that was subscribed (one batch); a queue whose resubscription
- * fails is reported with an ERROR event and dropped from the set.
+ * jitter; once the session is up again it resubscribes every queue that
+ * was subscribed (one batch) and emits UP when the server has answered
+ * them all (or they timed out), as the reference agent does. A queue
+ * whose resubscription fails is reported with an ERROR event (before UP)
+ * and dropped from the set; messages that waited on the server may come
+ * before or after UP. A connection that breaks again before UP gives no
+ * second DOWN.
  * Connections without subscriptions are simply closed and reopened by the
  * next command.
  */
@@ -74,7 +78,8 @@ typedef enum simplex_client_event_type {
                                        connection (another client took it) */
     SIMPLEX_CLIENT_EVENT_DELD = 3,  /* the queue was deleted on the server */
     SIMPLEX_CLIENT_EVENT_DOWN = 4,  /* a connection with subscriptions broke */
-    SIMPLEX_CLIENT_EVENT_UP = 5,    /* it is back, resubscription started */
+    SIMPLEX_CLIENT_EVENT_UP = 5,    /* it is back and its queues were
+                                       subscribed again */
     SIMPLEX_CLIENT_EVENT_ERROR = 6, /* an asynchronous failure (see code) */
     SIMPLEX_CLIENT_EVENT_NMSG = 7   /* a message notification on a queue
                                        subscribed with NSUB (queue id: the

@@ -144,12 +144,14 @@ void cl_conn_fail(cl_conn *k, int rc, const char *why, int64_t now)
     for (s = k->subs; s; s = s->next) {
         s->active = 0;
         s->request_id = 0;
+        s->resub = 0;
     }
+    k->resub_left = 0;
     if (!k->subs) {
         k->state = CL_C_DEAD;
         return;
     }
-    if (had_ready) {
+    if (had_ready && k->reported_up) {
         simplex_client_event *ev = cl_event_new(SIMPLEX_CLIENT_EVENT_DOWN,
                                                 k->server);
         if (ev) {
@@ -288,6 +290,22 @@ cl_sub *cl_sub_add(cl_conn *k, const simplex_queue *q, int active)
     return s;
 }
 
+/* One resubscription was answered (or failed, or timed out, or its queue
+ * went): UP once none is left. */
+static void resub_done(cl_conn *k, cl_sub *s)
+{
+    if (!s->resub)
+        return;
+    s->resub = 0;
+    if (k->resub_left && --k->resub_left == 0) {
+        simplex_client_event *ev = cl_event_new(SIMPLEX_CLIENT_EVENT_UP,
+                                                k->server);
+        k->reported_up = 1;
+        if (ev)
+            cl_emit(k->client, ev);
+    }
+}
+
 void cl_sub_remove(cl_conn *k, const uint8_t *id, size_t n)
 {
     cl_sub **pp, *s;
@@ -307,6 +325,7 @@ void cl_sub_remove(cl_conn *k, const uint8_t *id, size_t n)
     if (s->next)
         s->next->prev = s->prev;
     k->n_subs--;
+    resub_done(k, s);
     sx_free_secret(s, sizeof *s);
 }
 
@@ -738,6 +757,7 @@ static void on_resub(cl_conn *k, const sx_smp_session_event *e)
         s->active = 1;
         if (e->msg.tag == SX_SMP_MSG_MSG && !s->ntf)
             deliver_msg(k, s->rcv_id, s->rcv_id_len, s->dh_secret, &e->msg);
+        resub_done(k, s);
         return;
     }
     queue_error_event(k, s->rcv_id, s->rcv_id_len,
@@ -768,6 +788,8 @@ static void resubscribe(cl_conn *k, int64_t now)
             continue;
         }
         s->request_id = id;
+        s->resub = 1;
+        k->resub_left++;
     }
 }
 
@@ -836,11 +858,17 @@ int cl_conn_drain(cl_conn *k, int64_t now)
             k->was_ready = 1;
             k->attempts = 0;
             if (k->ever_up && k->subs) {
-                simplex_client_event *ev =
-                    cl_event_new(SIMPLEX_CLIENT_EVENT_UP, k->server);
-                if (ev)
-                    cl_emit(k->client, ev);
+                /* UP once every queue was resubscribed (resub_done) */
                 resubscribe(k, now);
+                if (k->resub_left == 0) {
+                    simplex_client_event *ev =
+                        cl_event_new(SIMPLEX_CLIENT_EVENT_UP, k->server);
+                    k->reported_up = 1;
+                    if (ev)
+                        cl_emit(k->client, ev);
+                }
+            } else if (!k->ever_up) {
+                k->reported_up = 1; /* the first session: no event */
             }
             k->ever_up = 1;
             cl_conn_submit_waiting(k, now);
@@ -855,9 +883,19 @@ int cl_conn_drain(cl_conn *k, int64_t now)
             break;
         case SX_SMP_SESSION_EV_TIMEOUT:
             p = take_pending(k, e.request_id);
-            if (p && p->req)
+            if (p && p->req) {
                 item_done(k, p->req, p->item, SIMPLEX_ERR_TIMEOUT,
                           "the server did not answer in time");
+            } else if (p) {
+                /* a resubscription: still matched if it comes late, but
+                 * UP need not wait for it */
+                cl_sub *s;
+                for (s = k->subs; s; s = s->next)
+                    if (s->resub && s->request_id == e.request_id) {
+                        resub_done(k, s);
+                        break;
+                    }
+            }
             sx_free(p);
             break;
         case SX_SMP_SESSION_EV_SERVER_EVENT:

@@ -164,6 +164,7 @@ typedef struct cl_sub {
     int active;                 /* SUB answered OK (or MSG) */
     int ntf;                    /* an NSUB (rcv_*: the notifier's) */
     uint64_t request_id;        /* outstanding SUB during resubscription */
+    int resub;                  /* counted in the connection's resub_left */
     struct cl_sub *next, *prev; /* the connection's list (O(1) removal) */
     struct cl_sub *hnext;       /* the connection's hash bucket */
 } cl_sub;
@@ -202,6 +203,12 @@ typedef struct cl_conn {
     sx_smp_session *sess;
     int ever_up;                /* a session was established before */
     int was_ready;
+    /* the application was last told the connection is up (the first
+     * session, or UP); DOWN is only said after that */
+    int reported_up;
+    /* resubscriptions not answered yet: UP is emitted when they all were
+     * (as the reference agent reports UP after resubscribing) */
+    size_t resub_left;
     int64_t reconnect_at;
     unsigned attempts;
     int last_rc;

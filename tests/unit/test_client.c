@@ -892,6 +892,98 @@ static void test_reconnect(void **state)
     }
 }
 
+/* UP comes once the queues were resubscribed: a queue deleted while the
+ * client was away fails its resubscription, and that ERROR event comes
+ * before UP (the client reconnects only after 1.5 s, long after the
+ * deletion); the other queue is subscribed again by then and gets a
+ * message sent after UP. */
+static void test_up_after_resubscribe(void **state)
+{
+    server s;
+    simplex_client_options o;
+    simplex_client *a = NULL, *b = new_client(NULL, NULL);
+    simplex_queue *q = NULL, *q2 = NULL;
+    simplex_client_event *ev;
+    char dir[] = "/tmp/simplex-client-test-XXXXXX";
+    char log[PATH_MAX], addr[512];
+    uint8_t spk[32], ssk[32];
+    const uint8_t *mid;
+    size_t ml;
+    int port = free_port();
+    (void)state;
+
+    assert_int_equal(simplex_client_options_init(&o,
+                                                 SIMPLEX_CLIENT_OPTIONS_VERSION),
+                     0);
+    o.connect_timeout_ms = 5000;
+    o.response_timeout_ms = 5000;
+    o.reconnect_initial_ms = 1500;
+    o.reconnect_max_ms = 1500;
+    assert_int_equal(simplex_client_new(&a, &o), 0);
+    assert_non_null(mkdtemp(dir));
+    snprintf(log, sizeof log, "%s/store.log", dir);
+    server_start(&s, port, dir, log);
+    snprintf(addr, sizeof addr, "%s", s.addr);
+    assert_int_equal(simplex_client_create_queue(a, &q, addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    assert_int_equal(simplex_client_generate_auth_key(spk, ssk), 0);
+    assert_int_equal(simplex_client_secure_queue(a, q, spk), 0);
+
+    assert_int_equal(simplex_client_create_queue(a, &q2, addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    assert_int_equal(simplex_client_secure_queue(a, q2, spk), 0);
+
+    server_stop(&s);
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_DOWN, 5000);
+    simplex_client_event_free(ev);
+    server_start(&s, port, dir, log);
+    /* the recipient's keys are in q: b deletes the queue meanwhile */
+    assert_int_equal(simplex_client_delete(b, q), 0);
+    assert_int_equal(simplex_client_next_event(a, 10000, &ev), 0);
+    assert_int_equal(simplex_client_event_get_type(ev),
+                     SIMPLEX_CLIENT_EVENT_ERROR);
+    {
+        size_t l, rl;
+        const uint8_t *id = simplex_client_event_queue_id(ev, &l);
+        const uint8_t *rid = simplex_queue_recipient_id(q, &rl);
+        assert_int_equal(l, rl);
+        assert_memory_equal(id, rid, rl);
+    }
+    simplex_client_event_free(ev);
+    assert_int_equal(simplex_client_next_event(a, 5000, &ev), 0);
+    assert_int_equal(simplex_client_event_get_type(ev),
+                     SIMPLEX_CLIENT_EVENT_UP);
+    assert_string_equal(simplex_client_event_server(ev), addr);
+    simplex_client_event_free(ev);
+    /* q2 is subscribed again */
+    send_text(b, q2, ssk, "after");
+    assert_int_equal(simplex_client_next_event(a, 5000, &ev), 0);
+    assert_int_equal(simplex_client_event_get_type(ev),
+                     SIMPLEX_CLIENT_EVENT_MSG);
+    check_body(ev, "after");
+    mid = simplex_client_event_msg_id(ev, &ml);
+    assert_int_equal(simplex_client_ack(a, q2, mid, ml), 0);
+    simplex_client_event_free(ev);
+    /* and nothing else followed (no second DOWN/UP) */
+    assert_int_equal(simplex_client_next_event(a, 300, &ev),
+                     SIMPLEX_ERR_TIMEOUT);
+
+    assert_int_equal(simplex_client_delete(a, q2), 0);
+    simplex_queue_free(q2);
+    simplex_client_free(a);
+    simplex_client_free(b);
+    simplex_queue_free(q);
+    server_stop(&s);
+    unlink(log);
+    {
+        char cmd[PATH_MAX + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 /* Subscribing several queues at once, one of them unknown to the server. */
 static void test_subscribe_batch(void **state)
 {
@@ -2522,6 +2614,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keepalive, ensure_server,
                                         kill_leftover),
         cmocka_unit_test_setup_teardown(test_reconnect, ensure_server,
+                                        kill_leftover),
+        cmocka_unit_test_setup_teardown(test_up_after_resubscribe, ensure_server,
                                         kill_leftover),
         cmocka_unit_test_setup_teardown(test_socks5, ensure_server,
                                         kill_leftover),
