@@ -32,7 +32,7 @@
 
 #include <cmocka.h>
 
-#include "client/net.h" /* sx_net_set_resolver(), for tests only */
+#include "slow_resolver.h"
 #include "simplex/simplex.h"
 #include "server.h"
 
@@ -2471,27 +2471,6 @@ static void test_async_close(void **state)
 
 /* ---- host names resolved off the I/O thread ---- */
 
-static atomic_int g_slow_delay_ms;
-static atomic_int g_slow_entered, g_slow_finished;
-
-/* Runs on the library's helper thread: sleeps, then resolves "slow.test"
- * to 127.0.0.1 and nothing else. */
-static int slow_resolver(const char *host, const char *port,
-                         const struct addrinfo *hints, struct addrinfo **res)
-{
-    struct addrinfo h = *hints;
-    int rc;
-    atomic_fetch_add(&g_slow_entered, 1);
-    sleep_ms(atomic_load(&g_slow_delay_ms));
-    if (strcmp(host, "slow.test") == 0) {
-        h.ai_flags |= AI_NUMERICHOST;
-        rc = getaddrinfo("127.0.0.1", port, &h, res);
-    } else {
-        rc = EAI_NONAME;
-    }
-    atomic_fetch_add(&g_slow_finished, 1);
-    return rc;
-}
 
 typedef struct slow_ping {
     simplex_client *c;
@@ -2532,10 +2511,7 @@ static void test_slow_resolution(void **state)
     /* same key hash and port: it would work, once resolved */
     snprintf(slow, sizeof slow, "%.*s@slow.test:%d", (int)(at - g_srv.addr),
              g_srv.addr, g_srv.port);
-    atomic_store(&g_slow_delay_ms, 2000);
-    atomic_store(&g_slow_entered, 0);
-    atomic_store(&g_slow_finished, 0);
-    sx_net_set_resolver(slow_resolver);
+    tsr_install(2000);
 
     assert_int_equal(simplex_client_options_init(&o,
                                                  SIMPLEX_CLIENT_OPTIONS_VERSION),
@@ -2548,34 +2524,34 @@ static void test_slow_resolution(void **state)
     sp.rc = 12345;
     sp.ms = -1;
     assert_int_equal(pthread_create(&th, NULL, slow_ping_main, &sp), 0);
-    for (i = 0; i < 500 && atomic_load(&g_slow_entered) == 0; i++)
+    for (i = 0; i < 500 && tsr_entered() == 0; i++)
         sleep_ms(10);
-    assert_int_equal(atomic_load(&g_slow_entered), 1);
+    assert_int_equal(tsr_entered(), 1);
 
     /* a fresh connection to the numeric server, while the name resolves */
     clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(simplex_client_ping(a, g_srv.addr), 0);
     ms = elapsed_ms(&t0);
     assert_true(ms < 500);
-    assert_int_equal(atomic_load(&g_slow_finished), 0);
+    assert_int_equal(tsr_finished(), 0);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(simplex_client_create_queue(a, &q, g_srv.addr, 0), 0);
     assert_true(elapsed_ms(&t0) < 500);
     assert_int_equal(simplex_client_delete(a, q), 0);
     simplex_queue_free(q);
     q = NULL;
-    assert_int_equal(atomic_load(&g_slow_finished), 0);
+    assert_int_equal(tsr_finished(), 0);
 
     /* the slow one, after its delay */
     pthread_join(th, NULL);
     assert_int_equal(sp.rc, 0);
     assert_true(sp.ms >= 1500);
-    assert_int_equal(atomic_load(&g_slow_finished), 1);
+    assert_int_equal(tsr_finished(), 1);
     simplex_client_free(a);
     a = NULL;
 
     /* a proxy host that does not resolve */
-    atomic_store(&g_slow_delay_ms, 50);
+    tsr_set_delay(50);
     o.socks5_proxy = "nx.test:1080";
     o.connect_timeout_ms = 5000;
     assert_int_equal(simplex_client_new(&a, &o), 0);
@@ -2586,7 +2562,7 @@ static void test_slow_resolution(void **state)
         fail_msg("last error \"%s\"", (const char *)m.data);
     simplex_buf_dispose(&m);
     simplex_client_free(a);
-    sx_net_set_resolver(NULL);
+    tsr_uninstall();
 }
 
 int main(void)

@@ -35,6 +35,7 @@
 
 #include "client/net.h"
 #include "client/tls.h"
+#include "slow_resolver.h"
 #include "simplex/simplex.h"
 
 #define BLOCK SIMPLEX_SMP_BLOCK_BYTES
@@ -1142,10 +1143,6 @@ static void test_ipv6_and_names(void **state)
 
 /* ---- host names resolved off the caller's thread ---- */
 
-static atomic_int g_slow_delay_ms; /* how long slow_resolver sleeps */
-static atomic_int g_slow_entered;  /* calls that began */
-static atomic_int g_slow_finished; /* calls that returned */
-
 static int64_t ms_now(void)
 {
     struct timespec ts;
@@ -1160,33 +1157,6 @@ static void ms_sleep(int ms)
     ts.tv_nsec = (long)(ms % 1000) * 1000000L;
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
-}
-
-/* A resolver (run on the library's helper thread) that sleeps, then
- * resolves "slow.test" to 127.0.0.1 and nothing else. */
-static int slow_resolver(const char *host, const char *port,
-                         const struct addrinfo *hints, struct addrinfo **res)
-{
-    struct addrinfo h = *hints;
-    int rc;
-    atomic_fetch_add(&g_slow_entered, 1);
-    ms_sleep(atomic_load(&g_slow_delay_ms));
-    if (strcmp(host, "slow.test") == 0) {
-        h.ai_flags |= AI_NUMERICHOST;
-        rc = getaddrinfo("127.0.0.1", port, &h, res);
-    } else {
-        rc = EAI_NONAME;
-    }
-    atomic_fetch_add(&g_slow_finished, 1);
-    return rc;
-}
-
-static void slow_resolver_install(int delay_ms)
-{
-    atomic_store(&g_slow_delay_ms, delay_ms);
-    atomic_store(&g_slow_entered, 0);
-    atomic_store(&g_slow_finished, 0);
-    sx_net_set_resolver(slow_resolver);
 }
 
 /* A name that takes 1.5 s to resolve: connect_start returns at once, the
@@ -1206,7 +1176,7 @@ static void test_slow_name_async(void **state)
     make_chain(&ch, 2, 0, CH_GOOD);
     server_start(&s, &ch, SRV_ECHO);
     server_run(&s);
-    slow_resolver_install(1500);
+    tsr_install(1500);
 
     t0 = ms_now();
     rc = sx_tls_connect_start(&c, g_ctx, "slow.test", s.port, ch.id_hash,
@@ -1227,7 +1197,7 @@ static void test_slow_name_async(void **state)
         p.revents = 0;
         assert_true(p.fd >= 0);
         assert_int_equal(p.events, rc == SX_TLS_WANT_READ ? POLLIN : POLLOUT);
-        if (atomic_load(&g_slow_finished) == 0) {
+        if (tsr_finished() == 0) {
             /* still in the resolver: nothing but the wait for it */
             assert_int_equal(rc, SX_TLS_WANT_READ);
             resolving_rounds++;
@@ -1239,8 +1209,8 @@ static void test_slow_name_async(void **state)
     assert_int_equal(rc, SX_TLS_OK);
     assert_true(resolving_rounds >= 1);
     assert_true(t1 - t0 >= 1400);
-    assert_int_equal(atomic_load(&g_slow_entered), 1);
-    assert_int_equal(atomic_load(&g_slow_finished), 1);
+    assert_int_equal(tsr_entered(), 1);
+    assert_int_equal(tsr_finished(), 1);
     assert_true(sx_tls_alpn_agreed(c));
     fill_block(b, 5);
     assert_int_equal(sx_tls_write_block_sync(c, b, BLOCK, 5000), SX_TLS_OK);
@@ -1253,7 +1223,7 @@ static void test_slow_name_async(void **state)
     assert_int_equal(s.blocks_echoed, 1);
 
     /* a name that does not resolve: the failure comes from step */
-    slow_resolver_install(100);
+    tsr_install(100);
     assert_int_equal(sx_tls_connect_start(&c, g_ctx, "nx.test", 5223,
                                           ch.id_hash, NULL),
                      SIMPLEX_OK);
@@ -1270,9 +1240,9 @@ static void test_slow_name_async(void **state)
                      SIMPLEX_ERR_RESOLVE);
     assert_null(c);
     /* one resolution per attempt */
-    assert_int_equal(atomic_load(&g_slow_entered), 2);
+    assert_int_equal(tsr_entered(), 2);
 
-    sx_net_set_resolver(NULL);
+    tsr_uninstall();
     free_chain(&ch);
     free(b);
     free(r);
@@ -1291,7 +1261,7 @@ static void test_slow_name_timeout(void **state)
     int64_t t0, t1;
     int rc;
     (void)state;
-    slow_resolver_install(1500);
+    tsr_install(1500);
     memset(&o, 0, sizeof o);
     o.connect_timeout_ms = 300;
     t0 = ms_now();
@@ -1307,8 +1277,8 @@ static void test_slow_name_timeout(void **state)
     assert_int_equal(rc, SIMPLEX_ERR_TIMEOUT);
     assert_int_equal(sx_tls_last_reason(c), SX_TLS_R_TIMEOUT);
     assert_true(t1 - t0 >= 250 && t1 - t0 < 1200);
-    assert_int_equal(atomic_load(&g_slow_entered), 1);
-    assert_int_equal(atomic_load(&g_slow_finished), 0); /* still asleep */
+    assert_int_equal(tsr_entered(), 1);
+    assert_int_equal(tsr_finished(), 0); /* still asleep */
     sx_tls_free(c);
 
     /* the same through the blocking helper */
@@ -1318,14 +1288,14 @@ static void test_slow_name_timeout(void **state)
                      SIMPLEX_ERR_TIMEOUT);
     assert_null(c);
     assert_true(ms_now() - t0 < 1200);
-    assert_int_equal(atomic_load(&g_slow_finished), 0);
+    assert_int_equal(tsr_finished(), 0);
 
     /* both threads finish with nobody left to read their answer: they
      * free what they share (ASan / valgrind would see any misuse) */
     ms_sleep(2000);
-    assert_int_equal(atomic_load(&g_slow_entered), 2);
-    assert_int_equal(atomic_load(&g_slow_finished), 2);
-    sx_net_set_resolver(NULL);
+    assert_int_equal(tsr_entered(), 2);
+    assert_int_equal(tsr_finished(), 2);
+    tsr_uninstall();
     close(lfd);
 }
 
