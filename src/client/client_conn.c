@@ -787,6 +787,9 @@ static void resubscribe(cl_conn *k, int64_t now)
             cl_sub_remove(k, s->rcv_id, s->rcv_id_len);
             continue;
         }
+        /* the entry just added: its queue, for a timeout */
+        memcpy(k->pending_tail->rcv_id, s->rcv_id, s->rcv_id_len);
+        k->pending_tail->rcv_id_len = s->rcv_id_len;
         s->request_id = id;
         s->resub = 1;
         k->resub_left++;
@@ -889,12 +892,9 @@ int cl_conn_drain(cl_conn *k, int64_t now)
             } else if (p) {
                 /* a resubscription: still matched if it comes late, but
                  * UP need not wait for it */
-                cl_sub *s;
-                for (s = k->subs; s; s = s->next)
-                    if (s->resub && s->request_id == e.request_id) {
-                        resub_done(k, s);
-                        break;
-                    }
+                cl_sub *s = sub_find(k, p->rcv_id, p->rcv_id_len);
+                if (s && s->request_id == e.request_id)
+                    resub_done(k, s);
             }
             sx_free(p);
             break;

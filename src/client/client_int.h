@@ -184,6 +184,9 @@ typedef struct cl_pending {
     uint64_t request_id;
     cl_req *req;
     cl_item *item;
+    /* a resubscription (req NULL): its queue, found again on timeout */
+    uint8_t rcv_id[CL_ID_MAX];
+    size_t rcv_id_len;
     struct cl_pending *next;
 } cl_pending;
 /* The connection keeps them oldest first: responses come mostly in
