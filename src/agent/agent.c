@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "agent/agent_int.h"
+#include "client/net.h"
 #include "common/sx.h"
 #include "common/text.h"
 #include "crypto/crypto.h"
@@ -624,11 +624,7 @@ int simplex_agent_new(simplex_agent **out, const simplex_agent_options *opts)
     a->cb = opts->event_cb;
     a->user_data = opts->user_data;
     if (!a->cb) {
-        if (pipe(a->evfd) != 0 ||
-            fcntl(a->evfd[0], F_SETFL, O_NONBLOCK) != 0 ||
-            fcntl(a->evfd[1], F_SETFL, O_NONBLOCK) != 0 ||
-            fcntl(a->evfd[0], F_SETFD, FD_CLOEXEC) != 0 ||
-            fcntl(a->evfd[1], F_SETFD, FD_CLOEXEC) != 0) {
+        if (sx_net_pipe(a->evfd) != 0) {
             agent_destroy(a);
             return ag_fail(SIMPLEX_ERR_IO, "cannot create the event pipe");
         }

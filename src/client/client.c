@@ -8,7 +8,6 @@
 #define _DEFAULT_SOURCE 1
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,7 +147,7 @@ static void client_release(simplex_client *c)
 int simplex_client_new(simplex_client **out, const simplex_client_options *opts)
 {
     simplex_client *c;
-    int rc, i;
+    int rc;
     if (!out)
         return SIMPLEX_ERR_INVALID_ARG;
     *out = NULL;
@@ -199,12 +198,8 @@ int simplex_client_new(simplex_client **out, const simplex_client_options *opts)
         rc = SIMPLEX_ERR_INTERNAL;
     if (rc == 0)
         rc = sx_tls_ctx_new(&c->tls_ctx);
-    if (rc == 0 && pipe(c->wake_fd) != 0)
+    if (rc == 0 && sx_net_pipe(c->wake_fd) != 0)
         rc = SIMPLEX_ERR_IO;
-    for (i = 0; rc == 0 && i < 2; i++)
-        if (fcntl(c->wake_fd[i], F_SETFL, O_NONBLOCK) != 0 ||
-            fcntl(c->wake_fd[i], F_SETFD, FD_CLOEXEC) != 0)
-            rc = SIMPLEX_ERR_IO;
     if (rc == 0 && pthread_create(&c->thread, NULL, cl_loop_main, c) != 0)
         rc = SIMPLEX_ERR_IO;
     if (rc != 0) {

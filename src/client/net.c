@@ -2,7 +2,8 @@
  * Host name resolution off the calling thread, non-blocking TCP connect
  * over every resolved address, and SIGPIPE-free send/recv wrappers.
  */
-#define _DEFAULT_SOURCE 1 /* TCP_KEEPIDLE and friends, where present */
+/* TCP_KEEPIDLE and friends where present; pipe2() on Linux */
+#define _GNU_SOURCE 1
 
 #include <errno.h>
 #include <fcntl.h>
@@ -169,15 +170,13 @@ static int job_start(resolve_job **out, const char *host, const char *port)
         free(j);
         return 1;
     }
-    if (pipe(p) != 0) {
+    if (sx_net_pipe(p) != 0) {
         pthread_mutex_destroy(&j->mu);
         free(j);
         return 1;
     }
     j->rfd = p[0];
     j->wfd = p[1];
-    (void)sx_net_set_nonblocking(j->rfd);
-    (void)sx_net_set_nonblocking(j->wfd);
     j->fn = current_resolver();
     snprintf(j->host, sizeof j->host, "%s", host);
     snprintf(j->port, sizeof j->port, "%s", port);
@@ -216,6 +215,24 @@ void sx_net_close(int fd)
 {
     if (fd >= 0)
         (void)close(fd);
+}
+
+int sx_net_pipe(int p[2])
+{
+#ifdef __linux__
+    /* atomically: no fork+exec on another thread can inherit it */
+    return pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0 ? 0 : -1;
+#else
+    if (pipe(p) != 0)
+        return -1;
+    if (sx_net_set_nonblocking(p[0]) != 0 ||
+        sx_net_set_nonblocking(p[1]) != 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    return 0;
+#endif
 }
 
 int sx_net_set_nonblocking(int fd)

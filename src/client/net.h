@@ -110,6 +110,9 @@ void sx_net_set_resolver(sx_net_resolver_fn fn);
 long sx_net_recv(int fd, void *buf, size_t len, int *status);
 long sx_net_send(int fd, const void *buf, size_t len, int *status);
 
+/* A pipe with both ends non-blocking and close-on-exec (atomically where
+ * the system allows): 0, or -1 with errno. */
+int sx_net_pipe(int p[2]);
 /* Makes fd non-blocking and close-on-exec. 0 or -1 (errno set). */
 int sx_net_set_nonblocking(int fd);
 
