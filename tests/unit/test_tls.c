@@ -919,8 +919,11 @@ static void nonblocking_pipeline(int coalesce)
     }
     assert_int_equal(got, NB);
     assert_false(sx_tls_write_pending(c));
-    /* both sides really were partial at times */
-    assert_true(partial > 0);
+    /* both sides really were partial at times (gathered records go out
+     * four blocks at a time, which a peer reading fast enough may take
+     * whole: there only the reading side is sure to wait) */
+    if (!coalesce)
+        assert_true(partial > 0);
     assert_true(waits > 0);
     sx_tls_free(c);
     server_join(&s);
