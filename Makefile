@@ -65,7 +65,7 @@ SERVER_BIN := $(if $(SERVER_SRCS),$(O)/bin/smp-test-server)
 BENCH_SRCS := $(sort $(wildcard bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:bench/%.c=$(O)/bench/%)
 
-.PHONY: all libs tests replay examples benches check demo install \
+.PHONY: all libs tests replay examples benches check demo tsan install \
         uninstall clean fuzz bench deps
 .DEFAULT_GOAL := all
 .SECONDARY:
@@ -137,6 +137,19 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory benches
 	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+
+# ThreadSanitizer over the suites that run threads (not part of check:
+# the instrumented timing is too slow for a few time-bounded assertions
+# on a loaded 2-core machine).
+TSAN_SUITES ?= client tls agent cli examples session server socks5
+tsan: deps
+	@$(MAKE) --no-print-directory O=build/tsan LIBOUT=build/tsan/lib \
+	    SANFLAGS=-fsanitize=thread OPT="-O1 -g" tests
+	@fail=0; for t in $(TSAN_SUITES); do \
+	    TSAN_OPTIONS="halt_on_error=1" build/tsan/tests/test_$$t \
+	        >build/tsan/test_$$t.log 2>&1 && echo "  ok    tsan test_$$t" || \
+	        { echo "  FAIL  tsan test_$$t (build/tsan/test_$$t.log)"; fail=1; }; \
+	done; exit $$fail
 
 # ---- fuzzing (clang + libFuzzer) ----
 
