@@ -364,7 +364,7 @@ static int bound_port(int fd)
 static void usage(void)
 {
     fprintf(stderr, "usage: smp-test-server --port PORT [--dir DIR] "
-                    "[--store-log FILE] [--proxy]\n");
+                    "[--store-log FILE] [--proxy] [--ignore-sub]\n");
 }
 
 int main(int argc, char **argv)
@@ -384,6 +384,8 @@ int main(int argc, char **argv)
             log = argv[++i];
         else if (strcmp(argv[i], "--proxy") == 0)
             g_proxy_enabled = 1;
+        else if (strcmp(argv[i], "--ignore-sub") == 0)
+            g_ignore_sub = 1;
         else {
             usage();
             return 2;

@@ -210,6 +210,8 @@ void srv_cmd_init(void);
 
 /* ---- the proxy role (proxy.c) ---- */
 extern int g_proxy_enabled;      /* --proxy */
+extern int g_ignore_sub;         /* --ignore-sub: SUB goes unanswered (tests
+                                    of the client's response timeout) */
 /* Closes the connections to destination relays. */
 void srv_proxy_close_all(void);
 

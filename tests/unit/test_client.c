@@ -984,6 +984,70 @@ static void test_up_after_resubscribe(void **state)
     }
 }
 
+/* A server that never answers the resubscription: UP still comes, once
+ * the SUB timed out (the response timeout is 1 s here), and only once. */
+static void test_up_after_resub_timeout(void **state)
+{
+    server s;
+    simplex_client_options o;
+    simplex_client *a = NULL;
+    simplex_queue *q = NULL;
+    simplex_client_event *ev;
+    char dir[] = "/tmp/simplex-client-test-XXXXXX";
+    char log[PATH_MAX], addr[512];
+    const char *const mute[] = {"--ignore-sub", NULL};
+    struct timespec t0;
+    long ms;
+    int port = free_port();
+    (void)state;
+
+    assert_int_equal(simplex_client_options_init(&o,
+                                                 SIMPLEX_CLIENT_OPTIONS_VERSION),
+                     0);
+    o.connect_timeout_ms = 5000;
+    o.response_timeout_ms = 1000;
+    o.reconnect_initial_ms = 100;
+    o.reconnect_max_ms = 400;
+    assert_int_equal(simplex_client_new(&a, &o), 0);
+    assert_non_null(mkdtemp(dir));
+    snprintf(log, sizeof log, "%s/store.log", dir);
+    server_start(&s, port, dir, log);
+    snprintf(addr, sizeof addr, "%s", s.addr);
+    assert_int_equal(simplex_client_create_queue(a, &q, addr,
+                                                 SIMPLEX_QUEUE_SUBSCRIBE),
+                     0);
+    server_stop(&s);
+    ev = wait_event(a, SIMPLEX_CLIENT_EVENT_DOWN, 5000);
+    simplex_client_event_free(ev);
+    /* the same server (same keys and queues), mute on SUB */
+    server_start_ex(&s, port, dir, log, mute);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(simplex_client_next_event(a, 10000, &ev), 0);
+    {
+        struct timespec t1;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 +
+             (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    }
+    assert_int_equal(simplex_client_event_get_type(ev),
+                     SIMPLEX_CLIENT_EVENT_UP);
+    simplex_client_event_free(ev);
+    /* not before the SUB could time out */
+    assert_true(ms >= 900);
+    assert_int_equal(simplex_client_next_event(a, 1500, &ev),
+                     SIMPLEX_ERR_TIMEOUT);
+
+    simplex_client_free(a);
+    simplex_queue_free(q);
+    server_stop(&s);
+    unlink(log);
+    {
+        char cmd[PATH_MAX + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 /* Subscribing several queues at once, one of them unknown to the server. */
 static void test_subscribe_batch(void **state)
 {
@@ -2593,6 +2657,8 @@ int main(void)
                                         kill_leftover),
         cmocka_unit_test_setup_teardown(test_up_after_resubscribe, ensure_server,
                                         kill_leftover),
+        cmocka_unit_test_setup_teardown(test_up_after_resub_timeout,
+                                        ensure_server, kill_leftover),
         cmocka_unit_test_setup_teardown(test_socks5, ensure_server,
                                         kill_leftover),
         cmocka_unit_test_setup_teardown(test_cli, ensure_server,
