@@ -771,6 +771,9 @@ static void test_kill_sending(void **state)
         stored = atoi(line) + 1;
     assert_int_equal(kill(pid, SIGKILL), 0);
     assert_int_equal(waitpid(pid, &status, 0), pid);
+    /* what it stored before the signal landed: the rest of the pipe */
+    while (read_line(fds[0], line, sizeof line, 1000))
+        stored = atoi(line) + 1;
     close(fds[0]);
     assert_true(stored >= 40);
     /* everything stored is delivered exactly once, in order */
@@ -879,8 +882,16 @@ static void test_kill_receiving(void **state)
     }
     assert_int_equal(kill(pid, SIGKILL), 0);
     assert_int_equal(waitpid(pid, &status, 0), pid);
+    /* what it received (and may have acknowledged) before the signal
+     * landed: the rest of the pipe */
+    while (read_line(fds[0], line, sizeof line, 1000)) {
+        int k = atoi(line + 1);
+        assert_int_equal(k, seen_child);
+        seen[k]++;
+        seen_child++;
+    }
     close(fds[0]);
-    assert_int_equal(seen_child, 25);
+    assert_true(seen_child >= 25 && seen_child <= total);
     /* the rest arrives; a message seen before arrives again only when it
      * was not acknowledged, and then it says so */
     peer_open(&bob, "bob-kr", g_srv.addr, TEST_RELAXED);
@@ -911,10 +922,13 @@ static void test_kill_receiving(void **state)
             assert_true(simplex_agent_event_flags(e) &
                         SIMPLEX_AGENT_MSG_REDELIVERED);
             assert_true(k >= seen_child - 2);
-        } else {
-            assert_int_equal(simplex_agent_event_flags(e) &
-                                 SIMPLEX_AGENT_MSG_REDELIVERED,
-                             0);
+        } else if (simplex_agent_event_flags(e) &
+                   SIMPLEX_AGENT_MSG_REDELIVERED) {
+            /* stored and announced by the agent, but the process died
+             * before the application read it: only the one after the
+             * last acknowledged (the server hands out the next message
+             * after an ACK) */
+            assert_true(k <= seen_child + 1);
         }
         assert_true(k > next); /* in order */
         next = k;
@@ -1145,13 +1159,28 @@ static void test_pending_after_restart(void **state)
                          carol.a, carol.conn, (const char *)addr.data,
                          (const uint8_t *)"carol", 5),
                      0);
-    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_CONF, 10000);
-    snprintf(conf, sizeof conf, "%s", simplex_agent_event_conf_id(e));
-    assert_int_equal(simplex_agent_event_flags(e), 0);
-    simplex_agent_event_free(e);
-    e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_REQ, 10000);
-    snprintf(req, sizeof req, "%s", simplex_agent_event_conf_id(e));
-    simplex_agent_event_free(e);
+    /* CONF (Bob) and REQ (Carol) come in either order */
+    conf[0] = req[0] = 0;
+    for (int waited = 0; (!conf[0] || !req[0]) && waited < 20000;) {
+        simplex_agent_event_type t;
+        e = NULL;
+        if (simplex_agent_next_event(alice.a, 100, &e) == SIMPLEX_ERR_TIMEOUT) {
+            waited += 100;
+            continue;
+        }
+        assert_non_null(e);
+        t = simplex_agent_event_get_type(e);
+        if (t == SIMPLEX_AGENT_EVENT_CONF) {
+            assert_int_equal(conf[0], 0);
+            snprintf(conf, sizeof conf, "%s", simplex_agent_event_conf_id(e));
+            assert_int_equal(simplex_agent_event_flags(e), 0);
+        } else if (t == SIMPLEX_AGENT_EVENT_REQ) {
+            assert_int_equal(req[0], 0);
+            snprintf(req, sizeof req, "%s", simplex_agent_event_conf_id(e));
+        }
+        simplex_agent_event_free(e);
+    }
+    assert_true(conf[0] && req[0]);
     peer_close(&alice);
     peer_open(&alice, "alice-pend", g_srv.addr, 0);
     e = wait_ev(&alice, SIMPLEX_AGENT_EVENT_CONF, 5000);
