@@ -115,7 +115,12 @@ static int run_cli(const char *a1, const char *a2, const char *a3,
 
 /* ---- helpers over the API ---- */
 
-static simplex_client *new_client(simplex_client_event_cb cb, void *ud)
+/* A client with a 5 s connect timeout and the given response timeout and
+ * reconnection back-off (first delay, cap). */
+static simplex_client *new_client_timed(simplex_client_event_cb cb, void *ud,
+                                        unsigned response_ms,
+                                        unsigned reconnect_ms,
+                                        unsigned reconnect_max_ms)
 {
     simplex_client_options o;
     simplex_client *c = NULL;
@@ -123,14 +128,27 @@ static simplex_client *new_client(simplex_client_event_cb cb, void *ud)
                                                  SIMPLEX_CLIENT_OPTIONS_VERSION),
                      0);
     o.connect_timeout_ms = 5000;
-    o.response_timeout_ms = 5000;
-    o.reconnect_initial_ms = 100;
-    o.reconnect_max_ms = 400;
+    o.response_timeout_ms = response_ms;
+    o.reconnect_initial_ms = reconnect_ms;
+    o.reconnect_max_ms = reconnect_max_ms;
     o.event_cb = cb;
     o.user_data = ud;
     assert_int_equal(simplex_client_new(&c, &o), 0);
     assert_non_null(c);
     return c;
+}
+
+static simplex_client *new_client(simplex_client_event_cb cb, void *ud)
+{
+    return new_client_timed(cb, ud, 5000, 100, 400);
+}
+
+/* Removes a test's temporary directory and everything in it. */
+static void remove_dir(const char *dir)
+{
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* The next event of a type, skipping others (pull mode). */
@@ -885,11 +903,7 @@ static void test_reconnect(void **state)
     simplex_queue_free(q);
     server_stop(&s);
     unlink(log);
-    {
-        char cmd[PATH_MAX + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        assert_int_equal(system(cmd), 0);
-    }
+    remove_dir(dir);
 }
 
 /* UP comes once the queues were resubscribed: a queue deleted while the
@@ -900,7 +914,6 @@ static void test_reconnect(void **state)
 static void test_up_after_resubscribe(void **state)
 {
     server s;
-    simplex_client_options o;
     simplex_client *a = NULL, *b = new_client(NULL, NULL);
     simplex_queue *q = NULL, *q2 = NULL;
     simplex_client_event *ev;
@@ -912,14 +925,7 @@ static void test_up_after_resubscribe(void **state)
     int port = free_port();
     (void)state;
 
-    assert_int_equal(simplex_client_options_init(&o,
-                                                 SIMPLEX_CLIENT_OPTIONS_VERSION),
-                     0);
-    o.connect_timeout_ms = 5000;
-    o.response_timeout_ms = 5000;
-    o.reconnect_initial_ms = 1500;
-    o.reconnect_max_ms = 1500;
-    assert_int_equal(simplex_client_new(&a, &o), 0);
+    a = new_client_timed(NULL, NULL, 5000, 1500, 1500);
     assert_non_null(mkdtemp(dir));
     snprintf(log, sizeof log, "%s/store.log", dir);
     server_start(&s, port, dir, log);
@@ -977,11 +983,7 @@ static void test_up_after_resubscribe(void **state)
     simplex_queue_free(q);
     server_stop(&s);
     unlink(log);
-    {
-        char cmd[PATH_MAX + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        assert_int_equal(system(cmd), 0);
-    }
+    remove_dir(dir);
 }
 
 /* A server that never answers the resubscription: UP still comes, once
@@ -989,7 +991,6 @@ static void test_up_after_resubscribe(void **state)
 static void test_up_after_resub_timeout(void **state)
 {
     server s;
-    simplex_client_options o;
     simplex_client *a = NULL;
     simplex_queue *q = NULL;
     simplex_client_event *ev;
@@ -1001,14 +1002,7 @@ static void test_up_after_resub_timeout(void **state)
     int port = free_port();
     (void)state;
 
-    assert_int_equal(simplex_client_options_init(&o,
-                                                 SIMPLEX_CLIENT_OPTIONS_VERSION),
-                     0);
-    o.connect_timeout_ms = 5000;
-    o.response_timeout_ms = 1000;
-    o.reconnect_initial_ms = 100;
-    o.reconnect_max_ms = 400;
-    assert_int_equal(simplex_client_new(&a, &o), 0);
+    a = new_client_timed(NULL, NULL, 1000, 100, 400);
     assert_non_null(mkdtemp(dir));
     snprintf(log, sizeof log, "%s/store.log", dir);
     server_start(&s, port, dir, log);
@@ -1041,11 +1035,7 @@ static void test_up_after_resub_timeout(void **state)
     simplex_queue_free(q);
     server_stop(&s);
     unlink(log);
-    {
-        char cmd[PATH_MAX + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        assert_int_equal(system(cmd), 0);
-    }
+    remove_dir(dir);
 }
 
 /* Subscribing several queues at once, one of them unknown to the server. */
